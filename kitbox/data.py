@@ -1,0 +1,45 @@
+"""Batches as slices of pre-built tensors: the fast path for tabular (and any in-memory) data.
+
+A per-row ``Dataset`` + ``DataLoader`` calls Python once per row and collates; here one shuffled
+index is drawn per epoch and each batch is ``tensor[index[i:i+bs]]``, a single gather per tensor.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class TensorLoader:
+    """Iterate ``((inputs...), target)`` batches over tensors that share their first dimension.
+
+    ``TensorLoader(x_cat, x_cont, y, batch_size=512, shuffle=True)`` yields ``((x_cat[i], x_cont[i]), y[i])``;
+    with ``has_target=False`` every tensor is an input and batches are ``((x_cat[i], x_cont[i]),)``.
+    """
+
+    def __init__(self, *tensors: torch.Tensor, batch_size: int = 512, shuffle: bool = False,
+                 drop_last: bool = False, has_target: bool = True, seed: int | None = None):
+        if not tensors:
+            raise ValueError("TensorLoader needs at least one tensor")
+        n = len(tensors[0])
+        bad = [i for i, t in enumerate(tensors) if len(t) != n]
+        if bad:
+            raise ValueError(f"tensors {bad} have {[len(tensors[i]) for i in bad]} rows, tensor 0 has {n}")
+        self.tensors, self.n = tensors, n
+        self.batch_size, self.shuffle, self.drop_last, self.has_target = batch_size, shuffle, drop_last, has_target
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        index = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
+        stop = len(self) * self.batch_size if self.drop_last else self.n
+        for start in range(0, stop, self.batch_size):
+            if index is None:  # contiguous slices are views: no copy at all
+                batch = [t[start:start + self.batch_size] for t in self.tensors]
+            else:
+                rows = index[start:start + self.batch_size]
+                batch = [t[rows] for t in self.tensors]
+            if self.has_target:
+                yield tuple(batch[:-1]), batch[-1]
+            else:
+                yield (tuple(batch),)

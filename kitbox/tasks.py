@@ -1,0 +1,115 @@
+"""The target decides the head: its activation, its loss, and how raw outputs decode to predictions.
+
+- regression: identity, or a scaled sigmoid when ``y_range=(lo, hi)`` is given; MSE on the scaled output.
+- binary: one logit; BCE-with-logits; decodes to P(class 1).
+- multiclass: softmax over ``n_out`` logits; cross-entropy (optional label smoothing). Softmax picks ONE class.
+- multilabel: a sigmoid per label; BCE; decodes to per-label probabilities, thresholded on validation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+KINDS = ("regression", "binary", "multiclass", "multilabel")
+
+
+@dataclass
+class Task:
+    kind: str
+    n_out: int | None = None
+    y_range: tuple[float, float] | None = None
+    label_smoothing: float = 0.0
+    pos_weight: float | None = None  # binary/multilabel: weight of the positive class in BCE
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"task kind {self.kind!r} is not one of {KINDS}")
+        if self.kind in ("regression", "binary"):
+            self.n_out = self.n_out or 1
+        elif not self.n_out or self.n_out < 2:
+            raise ValueError(f"a {self.kind} task needs n_out >= 2 (the number of classes/labels), got {self.n_out}")
+        if self.y_range is not None and self.kind != "regression":
+            raise ValueError("y_range scales a regression output; it has no meaning for a classification task")
+
+    def activate(self, out: torch.Tensor) -> torch.Tensor:
+        """The output the loss sees for regression (scaled sigmoid with y_range); raw logits otherwise."""
+        if self.kind == "regression":
+            out = out.float()
+            if self.y_range is not None:
+                lo, hi = self.y_range
+                out = torch.sigmoid(out) * (hi - lo) + lo
+            return out.squeeze(-1) if out.ndim == 2 and out.shape[-1] == 1 else out
+        return out
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        if self.kind == "regression":
+            pred = self.activate(out)
+            return F.mse_loss(pred, target.float().reshape(pred.shape))
+        if self.kind == "binary":
+            logit = out.reshape(-1)
+            pw = None if self.pos_weight is None else torch.tensor(self.pos_weight, device=out.device)
+            return F.binary_cross_entropy_with_logits(logit, target.float().reshape(-1), pos_weight=pw)
+        if self.kind == "multiclass":
+            if target.ndim > 1 and target.shape[-1] > 1:
+                raise ValueError(
+                    "a softmax (multiclass) head was given multi-label targets: softmax picks exactly one class per row. "
+                    "Use Task('multilabel', ...) for rows that can carry several labels."
+                )
+            return F.cross_entropy(out, target.long().reshape(-1), label_smoothing=self.label_smoothing)
+        pw = None if self.pos_weight is None else torch.full((out.shape[-1],), self.pos_weight, device=out.device)
+        return F.binary_cross_entropy_with_logits(out, target.float(), pos_weight=pw)
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """Predictions a user wants: values, P(class 1), class probabilities or label probabilities."""
+        out = out.float()
+        if self.kind == "regression":
+            return self.activate(out)
+        if self.kind == "binary":
+            return torch.sigmoid(out.reshape(-1))
+        if self.kind == "multiclass":
+            return torch.softmax(out, dim=-1)
+        return torch.sigmoid(out)
+
+
+def _is_multilabel(y: pd.Series) -> bool:
+    first = y.dropna().iloc[0] if y.notna().any() else None
+    if isinstance(first, (list, tuple, set, np.ndarray)):
+        return True
+    is_text = y.dtype == object or pd.api.types.is_string_dtype(y)
+    return bool(is_text and y.dropna().astype(str).str.strip().str.contains(" ").any())
+
+
+def infer_task(y, kind: str | None = None, **task_kwargs) -> Task:
+    """Infer the task from the targets (or check a forced ``kind`` against them).
+
+    floats -> regression; one label per row (ints or strings) -> binary/multiclass;
+    lists or space-separated tags -> multilabel; a 2-D 0/1 array -> multilabel.
+    """
+    arr = np.asarray(y) if not isinstance(y, pd.Series) else None
+    if arr is not None and arr.ndim == 2:
+        inferred, n = "multilabel", arr.shape[1]
+    else:
+        s = y if isinstance(y, pd.Series) else pd.Series(arr)
+        if _is_multilabel(s):
+            tags = s.dropna().map(lambda v: v.split() if isinstance(v, str) else list(v))
+            inferred, n = "multilabel", len({t for row in tags for t in row})
+        elif pd.api.types.is_float_dtype(s) and not np.all(np.mod(s.dropna(), 1) == 0):
+            inferred, n = "regression", 1
+        else:
+            n = s.nunique(dropna=True)
+            inferred = "binary" if n <= 2 else "multiclass"
+    if kind is None:
+        kind = inferred
+    elif kind == "multiclass" and inferred == "multilabel":
+        raise ValueError(
+            "these targets carry several labels per row, but a multiclass (softmax) task was asked for: softmax "
+            "makes the classes compete and predicts one. Use kind='multilabel' (a sigmoid per label)."
+        )
+    elif kind in ("binary", "multiclass") and inferred == "regression":
+        raise ValueError("these targets are non-integer floats (a regression target); a classification task cannot fit them")
+    return Task(kind, n_out=None if kind in ("regression", "binary") else task_kwargs.pop("n_out", n), **task_kwargs)
