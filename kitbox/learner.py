@@ -224,7 +224,9 @@ class Learner:
             t_fetch = time.perf_counter()
             for i, batch in enumerate(self.train_loader):
                 data_time += time.perf_counter() - t_fetch
-                t = epoch + i / n_batches
+                # the schedule's position is that of the accumulation window's first batch, so accumulating
+                # k batches of size b steps with the same LRs as batches of size k*b
+                t = epoch + (i - i % self.accum_steps) / n_batches
                 factor, mom = lr_factor(t), (mom_at(t) if mom_at else 0.9)  # 0.9: AdamW's usual beta1
                 self._set_hyper(lrs, factor, mom)
                 inputs, target = self._to_device(batch)
