@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import torch
 
+from kitbox import distributed
+
 
 class TensorLoader:
     """Iterate ``((inputs...), target)`` batches over tensors that share their first dimension.
 
     ``TensorLoader(x_cat, x_cont, y, batch_size=512, shuffle=True)`` yields ``((x_cat[i], x_cont[i]), y[i])``;
     with ``has_target=False`` every tensor is an input and batches are ``((x_cat[i], x_cont[i]),)``.
+
+    Under data parallelism (torch.distributed initialised) ``batch_size`` is the global batch: every rank draws
+    the same shuffled index (same seed) and takes rows ``rank::world_size`` of each batch, so N processes see
+    exactly the batches one process would.
     """
 
     def __init__(self, *tensors: torch.Tensor, batch_size: int = 512, shuffle: bool = False,
@@ -25,19 +31,32 @@ class TensorLoader:
             raise ValueError(f"tensors {bad} have {[len(tensors[i]) for i in bad]} rows, tensor 0 has {n}")
         self.tensors, self.n = tensors, n
         self.batch_size, self.shuffle, self.drop_last, self.has_target = batch_size, shuffle, drop_last, has_target
+        if shuffle and seed is None and distributed.is_distributed():
+            raise ValueError("a shuffled TensorLoader under data parallelism needs a seed, so every rank draws the same order")
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
+    def rows(self) -> torch.Tensor:
+        """The row ids this process yields, in order (all rows in a single process; its share under DDP)."""
+        index = torch.arange(len(self) * self.batch_size if self.drop_last else self.n)
+        if distributed.world_size() == 1:
+            return index
+        rank, world = distributed.rank(), distributed.world_size()
+        return torch.cat([index[s:s + self.batch_size][rank::world] for s in range(0, len(index), self.batch_size)])
+
     def __iter__(self):
         index = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
         stop = len(self) * self.batch_size if self.drop_last else self.n
+        rank, world = distributed.rank(), distributed.world_size()
         for start in range(0, stop, self.batch_size):
-            if index is None:  # contiguous slices are views: no copy at all
+            if index is None and world == 1:  # contiguous slices are views: no copy at all
                 batch = [t[start:start + self.batch_size] for t in self.tensors]
             else:
-                rows = index[start:start + self.batch_size]
+                rows = index[start:start + self.batch_size] if index is not None else torch.arange(start, min(start + self.batch_size, stop))
+                if world > 1:
+                    rows = rows[rank::world]
                 batch = [t[rows] for t in self.tensors]
             if self.has_target:
                 yield tuple(batch[:-1]), batch[-1]

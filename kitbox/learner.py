@@ -7,6 +7,7 @@ fastai: ``fit_one_cycle``, ``fit_sgdr``, ``fit`` (cosine), ``lr_find``, ``freeze
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kitbox import schedules
+from kitbox import distributed, schedules
 from kitbox.groups import layer_groups, spread_lr
 from kitbox.metrics import get_metric
 from kitbox.tasks import Task
@@ -39,7 +40,10 @@ def seed_everything(seed: int) -> None:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        # under torchrun each process drives the GPU matching its local rank
+        return torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -127,11 +131,14 @@ class Learner:
         callbacks: Sequence = (),
         seed: int | None = None,
         groups: list | None = None,
+        sync_bn: bool = False,
     ):
         if seed is not None:
             seed_everything(seed)
         self.device = torch.device(device) if device is not None else default_device()
         self.channels_last = channels_last
+        if sync_bn and distributed.is_distributed():
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN statistics over the global batch
         self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.task = task or Task("regression")
@@ -141,7 +148,7 @@ class Learner:
         self.mixed_precision = (self.device.type == "cuda") if mixed_precision is None else mixed_precision
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.mixed_precision and self.device.type == "cuda")
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.progress, self.callbacks = progress, list(callbacks)
+        self.progress, self.callbacks = progress and distributed.is_main(), list(callbacks)
         self.groups = [list(g) for g in groups] if groups is not None else layer_groups(self.model)
         self.opt = self._make_optimizer()
         self.history: list[dict] = []
@@ -202,6 +209,14 @@ class Learner:
             target = target.to(self.device, non_blocking=True)
         return tuple(moved), target
 
+    def _training_model(self) -> nn.Module:
+        """The model to train through: wrapped in DistributedDataParallel under torchrun. Wrapped anew for each fit,
+        because DDP fixes the set of trainable parameters when it is built and freeze_to changes that set."""
+        if not distributed.is_distributed():
+            return self.model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.mixed_precision)
 
@@ -216,9 +231,10 @@ class Learner:
         # On CUDA reading the loss every batch would stall the GPU; read it every few batches instead.
         sync_every = 1 if self.device.type == "cpu" else 20
         self.stop_training = False
+        model = self._training_model()
         self._call("before_fit")
         for epoch in range(epochs):
-            self.model.train()
+            model.train()
             t0, data_time, pending, losses, smooth_loss = time.perf_counter(), 0.0, [], [], None
             bar = self._bar(n_batches, f"epoch {self._epochs_done + 1}")
             t_fetch = time.perf_counter()
@@ -230,10 +246,14 @@ class Learner:
                 factor, mom = lr_factor(t), (mom_at(t) if mom_at else 0.9)  # 0.9: AdamW's usual beta1
                 self._set_hyper(lrs, factor, mom)
                 inputs, target = self._to_device(batch)
-                with self._autocast():
-                    loss = self.task.loss(self.model(*inputs), target)
-                self.scaler.scale(loss / self.accum_steps).backward()
-                if (i + 1) % self.accum_steps == 0 or i + 1 == n_batches:
+                stepping = (i + 1) % self.accum_steps == 0 or i + 1 == n_batches
+                # between optimizer steps DDP need not all-reduce gradients: they only accumulate
+                no_sync = model.no_sync() if (not stepping and model is not self.model) else contextlib.nullcontext()
+                with no_sync:
+                    with self._autocast():
+                        loss = self.task.loss(model(*inputs), target)
+                    self.scaler.scale(loss / self.accum_steps).backward()
+                if stepping:
                     if self.clip is not None:
                         self.scaler.unscale_(self.opt)
                         nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
@@ -242,7 +262,7 @@ class Learner:
                     self.opt.zero_grad(set_to_none=True)
                 pending.append(loss.detach())
                 if len(pending) >= sync_every or i + 1 == n_batches:
-                    values = torch.stack(pending).float().cpu().tolist()
+                    values = distributed.mean_across_ranks(torch.stack(pending).float()).cpu().tolist()
                     for k, v in enumerate(values):
                         if not math.isfinite(v):
                             batch_no = i - len(values) + k + 1
@@ -349,7 +369,8 @@ class Learner:
         opt_state = copy.deepcopy(self.opt.state_dict())
         rng_state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
         lrs_recorded, smoothed, avg, best = [], [], 0.0, math.inf
-        self.model.train()
+        model = self._training_model()
+        model.train()
         bar = self._bar(num_it, "lr_find")
         step = 0
         try:
@@ -359,12 +380,12 @@ class Learner:
                     self._set_hyper([lr] * len(self.groups), 1.0, None)
                     inputs, target = self._to_device(batch)
                     with self._autocast():
-                        loss = self.task.loss(self.model(*inputs), target)
+                        loss = self.task.loss(model(*inputs), target)
                     self.opt.zero_grad(set_to_none=True)
                     self.scaler.scale(loss).backward()
                     self.scaler.step(self.opt)
                     self.scaler.update()
-                    value = loss.item()
+                    value = distributed.mean_across_ranks(loss.detach().float()).item()
                     avg = beta * avg + (1 - beta) * value
                     smooth = avg / (1 - beta ** (step + 1))
                     step += 1
@@ -388,7 +409,7 @@ class Learner:
             np.random.set_state(rng_state[1])
             torch.set_rng_state(rng_state[2])
         result = suggest_lrs(lrs_recorded, smoothed)
-        if plot and self.run_dir is not None:
+        if plot and self.run_dir is not None and distributed.is_main():
             result.plot_path = plot_lr_find(result, self.run_dir / "lr_find.png")
         return result
 
@@ -411,6 +432,14 @@ class Learner:
                     n_rows += len(target)
         pred = torch.cat(preds).numpy()
         target = torch.cat(targets).numpy() if targets else None
+        if distributed.is_distributed():
+            # each rank predicted its share; put every row back in the loader's order on every rank
+            rows = distributed.loader_rows(loader)
+            if rows is None:
+                raise ValueError("under data parallelism, predict with a TensorLoader or a DataLoader with a DistributedSampler")
+            pred, target = distributed.gather_in_row_order(rows, pred, target)
+            totals = distributed.mean_across_ranks(torch.tensor([loss_sum, float(n_rows)], dtype=torch.float64))
+            loss_sum, n_rows = float(totals[0]), float(totals[1])
         if with_loss:
             return pred, target, loss_sum / max(n_rows, 1)
         return pred, target
@@ -439,6 +468,8 @@ class Learner:
         from safetensors.torch import save_model
 
         path = Path(path)
+        if not distributed.is_main():
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         save_model(self.model, str(tmp))
@@ -454,7 +485,7 @@ class Learner:
         self.model.load_state_dict(state_dict)
 
     def _save_history(self) -> None:
-        if self.run_dir is None or not self.history:
+        if self.run_dir is None or not self.history or not distributed.is_main():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.run_dir / "history.json.tmp"

@@ -1,0 +1,81 @@
+"""Data-parallel helpers: who am I (rank), averaging losses across processes, gathering predictions in row order.
+
+Everything here is a no-op in a single process, so the Learner calls it unconditionally. Under
+``torchrun --nproc_per_node N`` the process group is created by :func:`init_from_env` (NCCL on GPUs,
+gloo on CPUs) and each rank trains on its share of every global batch.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """Only rank 0 writes files and draws progress bars."""
+    return rank() == 0
+
+
+def init_from_env() -> bool:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE...); False when not under torchrun."""
+    if is_distributed():
+        return True
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return True
+
+
+def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Average a tensor over all ranks (each rank holds the loss of its equal share of the global batch)."""
+    if not is_distributed():
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values / world_size()
+
+
+def loader_rows(loader) -> np.ndarray | None:
+    """The global row ids this rank's (unshuffled) loader yields, in order; None when the loader does not say."""
+    if hasattr(loader, "rows"):
+        return np.asarray(loader.rows())
+    sampler = getattr(loader, "sampler", None)
+    if sampler is not None and isinstance(sampler, torch.utils.data.distributed.DistributedSampler):
+        return np.asarray(list(iter(sampler)))
+    return None
+
+
+def gather_in_row_order(rows: np.ndarray, *arrays: np.ndarray | None) -> tuple:
+    """Collect every rank's (rows, arrays) and return the arrays for all rows, sorted by row id, duplicates dropped
+    (a DistributedSampler pads the last ranks with repeated rows)."""
+    if not is_distributed():
+        return arrays
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, (rows, arrays))
+    all_rows = np.concatenate([p[0] for p in parts])
+    _, first = np.unique(all_rows, return_index=True)  # sorted unique row ids, first occurrence of each
+    gathered = []
+    for k in range(len(arrays)):
+        if arrays[k] is None:
+            gathered.append(None)
+        else:
+            gathered.append(np.concatenate([p[1][k] for p in parts])[first])
+    return tuple(gathered)
