@@ -491,6 +491,11 @@ class Learner:
         tmp = self.run_dir / "history.json.tmp"
         tmp.write_text(json.dumps(self.history, indent=1))
         tmp.replace(self.run_dir / "history.json")
+        columns = list(dict.fromkeys(k for record in self.history for k in record))
+        lines = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in self.history]
+        tmp = self.run_dir / "history.csv.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.run_dir / "history.csv")
         plot_training(self, self.run_dir / "training.png")
 
 
