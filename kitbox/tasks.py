@@ -113,3 +113,30 @@ def infer_task(y, kind: str | None = None, **task_kwargs) -> Task:
     elif kind in ("binary", "multiclass") and inferred == "regression":
         raise ValueError("these targets are non-integer floats (a regression target); a classification task cannot fit them")
     return Task(kind, n_out=None if kind in ("regression", "binary") else task_kwargs.pop("n_out", n), **task_kwargs)
+
+
+def best_threshold(y_true, probs, score_fn, grid=None) -> tuple[float, float]:
+    """The probability cut-off that maximises ``score_fn(y_true, labels)`` for a binary task (e.g. F1 on OOF),
+    instead of a fixed 0.5. Returns (threshold, score)."""
+    grid = np.linspace(0.05, 0.95, 91) if grid is None else np.asarray(grid)
+    y_true, probs = np.asarray(y_true).ravel(), np.asarray(probs).ravel()
+    scores = [score_fn(y_true, (probs >= t).astype(np.int64)) for t in grid]
+    best = int(np.argmax(scores))
+    return float(grid[best]), float(scores[best])
+
+
+def best_thresholds_multilabel(y_true, probs, score_fn, grid=None, rounds: int = 2) -> np.ndarray:
+    """One threshold per label, found by coordinate ascent on ``score_fn(y_true, probs, threshold=array)``
+    (the Planet Amazon recipe: start from 0.2 everywhere, improve one label at a time)."""
+    grid = np.linspace(0.05, 0.95, 19) if grid is None else np.asarray(grid)
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    thresholds = np.full(probs.shape[1], 0.2)
+    for _ in range(rounds):
+        for k in range(probs.shape[1]):
+            trial = thresholds.copy()
+            scores = []
+            for t in grid:
+                trial[k] = t
+                scores.append(score_fn(y_true, probs, threshold=trial))
+            thresholds[k] = grid[int(np.argmax(scores))]
+    return thresholds

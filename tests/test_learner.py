@@ -208,3 +208,18 @@ def test_tensor_loader_covers_every_row_once_per_epoch():
     assert not torch.equal(first, second)  # a fresh shuffle each epoch
     with pytest.raises(ValueError, match="rows"):
         TensorLoader(x, x[:10])
+
+
+def test_thresholds_are_chosen_on_validation_not_fixed():
+    from kitbox.metrics import f1, fbeta_multilabel
+    from kitbox.tasks import best_threshold, best_thresholds_multilabel
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    probs = np.clip(0.3 * y + rng.uniform(0, 0.6, 2000), 0, 1)  # positives sit above ~0.3, never near 0.5 alone
+    threshold, score = best_threshold(y, probs, f1)
+    assert 0.25 <= threshold <= 0.4 and score > f1(y, (probs >= 0.5).astype(int)) + 0.1
+    y2 = np.stack([y, 1 - y], 1)
+    probs2 = np.stack([probs, 1 - probs], 1)
+    thresholds = best_thresholds_multilabel(y2, probs2, fbeta_multilabel)
+    assert fbeta_multilabel(y2, probs2, threshold=thresholds) >= fbeta_multilabel(y2, probs2, threshold=0.5)
