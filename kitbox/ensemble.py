@@ -1,0 +1,106 @@
+"""Averaging and blending predictions: fold mean, rank mean, SGDR snapshot mean, and weights found on
+out-of-fold predictions by Caruana's greedy selection with replacement (a hill climb over model counts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kitbox.metrics import Metric, get_metric
+
+RANK_METRICS = {"auc"}  # metrics that only see the order of predictions: average ranks, not values
+
+
+def to_ranks(pred: np.ndarray) -> np.ndarray:
+    """Each column's ranks scaled to (0, 1]; ties share their mean rank."""
+    from scipy.stats import rankdata
+
+    pred = np.asarray(pred, dtype=np.float64)
+    return rankdata(pred, axis=0) / len(pred)
+
+
+def fold_mean(preds, rank: bool = False) -> np.ndarray:
+    """Average a list of same-shaped predictions (folds, snapshots or TTA passes); ranks when ``rank``."""
+    preds = [np.asarray(p, dtype=np.float64) for p in preds]
+    if not preds:
+        raise ValueError("nothing to average: the list of predictions is empty")
+    shapes = {p.shape for p in preds}
+    if len(shapes) > 1:
+        raise ValueError(f"cannot average predictions of different shapes: {sorted(shapes)}")
+    return np.mean([to_ranks(p) if rank else p for p in preds], axis=0)
+
+
+def rank_mean(preds) -> np.ndarray:
+    return fold_mean(preds, rank=True)
+
+
+def snapshot_mean(test: np.ndarray, snapshots_test=()) -> np.ndarray:
+    """A fold's test prediction: the mean of its SGDR snapshots when it kept any, else its final model's."""
+    return fold_mean(snapshots_test) if len(snapshots_test) else np.asarray(test, dtype=np.float64)
+
+
+def blend(preds: dict[str, np.ndarray], weights: dict[str, float], rank: bool = False) -> np.ndarray:
+    """Weighted average of named predictions; names with weight 0 may be missing from ``preds``."""
+    used = {name: w for name, w in weights.items() if w > 0}
+    total = sum(used.values())
+    if not used or total <= 0:
+        raise ValueError(f"blend weights must have a positive entry, got {weights}")
+    out = None
+    for name, w in used.items():
+        p = np.asarray(preds[name], dtype=np.float64)
+        p = to_ranks(p) if rank else p
+        out = p * (w / total) if out is None else out + p * (w / total)
+    return out
+
+
+@dataclass
+class Blend:
+    weights: dict[str, float]  # recipe -> weight, summing to 1
+    score: float  # the blend's OOF score
+    single_scores: dict[str, float]  # each recipe's OOF score on the same rows
+    best_single: str
+
+
+def caruana(oofs: dict[str, np.ndarray], y_true, metric, max_iter: int = 50, patience: int = 10,
+            rank: bool = False) -> Blend:
+    """Caruana et al. (2004) ensemble selection: start from the best model, then repeatedly add (with
+    replacement) the model whose addition scores best on OOF; keep the best blend seen.
+
+    Starting from the best single model and keeping only improvements means the blend never scores
+    worse on OOF than the best single model.
+    """
+    metric: Metric = get_metric(metric)
+    if not oofs:
+        raise ValueError("caruana: no OOF predictions to blend")
+    preds = {n: to_ranks(p) if rank else np.asarray(p, dtype=np.float64) for n, p in oofs.items()}
+    single = {n: float(metric(y_true, p)) for n, p in preds.items()}
+    best_single = next(iter(single))
+    for name, s in single.items():
+        if metric.better(s, single[best_single]):
+            best_single = name
+    counts = dict.fromkeys(preds, 0)
+    counts[best_single] = 1
+    running_sum, n_models = preds[best_single].copy(), 1
+    best_score, best_counts, stale = single[best_single], dict(counts), 0
+    for _ in range(max_iter if len(preds) > 1 else 0):
+        trial = {n: float(metric(y_true, (running_sum + p) / (n_models + 1))) for n, p in preds.items()}
+        pick = next(iter(trial))
+        for name, s in trial.items():
+            if metric.better(s, trial[pick]):
+                pick = name
+        counts[pick] += 1
+        running_sum += preds[pick]
+        n_models += 1
+        if metric.better(trial[pick], best_score):
+            best_score, best_counts, stale = trial[pick], dict(counts), 0
+        else:
+            stale += 1  # a plateau may still lead somewhere better, so climb on for a while
+            if stale >= patience:
+                break
+    total = sum(best_counts.values())
+    weights = {n: c / total for n, c in best_counts.items()}
+    score = float(metric(y_true, blend(preds, weights)))
+    if metric.better(single[best_single], score):  # float round-off between sums and weights: never lose to a single model
+        weights, score = {n: float(n == best_single) for n in preds}, single[best_single]
+    return Blend(weights=weights, score=score, single_scores=single, best_single=best_single)

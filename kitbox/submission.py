@@ -1,0 +1,122 @@
+"""Checking a submission CSV against the competition's ``sample_submission.csv`` and writing it atomically.
+
+The check reads both files as text, exactly as Kaggle's scorer sees them, and stops at the first
+problem with a message naming the column, row or id: header, column order, row count, the id set
+(each id exactly once), then each value's type, NaN/inf and range.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kitbox.runs import atomic_write_text
+
+
+class SubmissionError(ValueError):
+    """The submission does not match the sample; the message names the first problem."""
+
+
+def _read_text_table(source, what: str) -> pd.DataFrame:
+    """A CSV (path, text buffer or DataFrame) as strings, so '007' or '1.0' are compared as written."""
+    if isinstance(source, pd.DataFrame):
+        source = io.StringIO(source.to_csv(index=False))
+    try:
+        return pd.read_csv(source, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise SubmissionError(f"{what} is empty: expected a header line and one row per id") from None
+    except FileNotFoundError:
+        raise SubmissionError(f"{what} does not exist") from None
+    except pd.errors.ParserError as e:
+        raise SubmissionError(f"{what} is not a readable CSV: {e}") from None
+
+
+def _parse_numbers(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values.str.strip(), errors="coerce")
+
+
+def _is_integer_text(values: pd.Series) -> bool:
+    return bool(values.str.strip().str.fullmatch(r"[+-]?\d+").all())
+
+
+def check_submission(submission, sample, ranges: dict | None = None, name: str = "submission") -> None:
+    """Raise :class:`SubmissionError` naming the first way ``submission`` differs from ``sample``.
+
+    ``submission`` and ``sample`` are paths or DataFrames. ``ranges`` maps a column to ``(low, high)``
+    allowed values, e.g. ``{"label": (0, 1)}`` for probabilities. The first column is the id.
+    """
+    sub = _read_text_table(submission, name)
+    ref = _read_text_table(sample, "sample submission")
+    cols, ref_cols = list(sub.columns), list(ref.columns)
+    if cols != ref_cols:
+        if sorted(cols) == sorted(ref_cols):
+            raise SubmissionError(f"{name}: columns are in the order {cols}, the sample's order is {ref_cols}")
+        missing, extra = [c for c in ref_cols if c not in cols], [c for c in cols if c not in ref_cols]
+        raise SubmissionError(f"{name}: header is {cols}, expected {ref_cols} (missing {missing}, unexpected {extra})")
+    if len(sub) != len(ref):
+        raise SubmissionError(f"{name} has {len(sub)} rows, the sample has {len(ref)} "
+                              f"({'short by' if len(sub) < len(ref) else 'too many by'} {abs(len(sub) - len(ref))})")
+    id_col = ref_cols[0]
+    ids, ref_ids = sub[id_col].str.strip(), ref[id_col].str.strip()
+    if (ids == "").any():
+        raise SubmissionError(f"{name}: row {int(np.argmax(ids == ''))} has an empty {id_col}")
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise SubmissionError(f"{name}: {id_col} {dup.iloc[0]!r} appears more than once ({ids.duplicated().sum()} duplicates)")
+    unknown = ids[~ids.isin(set(ref_ids))]
+    if len(unknown):
+        raise SubmissionError(f"{name}: {id_col} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
+    for col in ref_cols[1:]:
+        _check_column(sub[col], ref[col], ids, id_col, col, (ranges or {}).get(col), name)
+
+
+def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_col: str, col: str, value_range, name: str):
+    def where(mask) -> str:
+        i = int(np.argmax(np.asarray(mask)))
+        return f"{values.iloc[i]!r} at row {i} ({id_col} {ids.iloc[i]})"
+
+    blank = values.str.strip().isin(["", "nan", "NaN", "NA", "null", "None"])
+    if blank.any():
+        raise SubmissionError(f"{name}: column {col!r} has a missing value {where(blank)}")
+    ref_numbers = _parse_numbers(ref_values)
+    if ref_numbers.isna().any():
+        return  # a text column (labels, tags, run-length masks): any non-empty text may be right
+    numbers = _parse_numbers(values)
+    if numbers.isna().any():
+        raise SubmissionError(f"{name}: column {col!r} must be numeric like the sample's, found {where(numbers.isna())}")
+    if not np.isfinite(numbers).all():
+        raise SubmissionError(f"{name}: column {col!r} has an infinite value {where(~np.isfinite(numbers))}")
+    if _is_integer_text(ref_values) and (numbers != np.round(numbers)).any():
+        raise SubmissionError(f"{name}: column {col!r} must hold whole numbers like the sample's, "
+                              f"found {where(numbers != np.round(numbers))}")
+    if value_range is not None:
+        low, high = value_range
+        bad = (numbers < low) | (numbers > high)
+        if bad.any():
+            raise SubmissionError(f"{name}: column {col!r} must lie in [{low}, {high}], found {where(bad)}")
+
+
+def write_submission(df: pd.DataFrame, path, sample, ranges: dict | None = None, float_format: str | None = None) -> Path:
+    """Check the exact text that will be written, then write it atomically; return the path."""
+    text = df.to_csv(index=False, float_format=float_format)
+    check_submission(io.StringIO(text), sample, ranges, name=f"submission for {path}")
+    return atomic_write_text(path, text)
+
+
+def ranges_for_metric(metric_name: str, sample) -> dict:
+    """Value ranges a metric implies for the sample's prediction columns (probabilities for log loss / AUC)."""
+    if metric_name in ("log_loss", "auc"):
+        cols = list(_read_text_table(sample, "sample submission").columns[1:])
+        return {c: (0.0, 1.0) for c in cols}
+    return {}
+
+
+def find_sample_submission(data_dir) -> Path:
+    """``sample_submission.csv`` (or ``.csv.gz``/``.zip``) in a competition's data folder."""
+    data_dir = Path(data_dir)
+    found = sorted(data_dir.glob("sample_submission*.csv*")) + sorted(data_dir.glob("sample*submission*.csv*"))
+    if not found:
+        raise SubmissionError(f"no sample_submission.csv in {data_dir}: the check needs the competition's sample file")
+    return found[0]
