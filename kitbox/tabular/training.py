@@ -1,0 +1,64 @@
+"""From DataFrames to a trained entity-embedding Learner: loaders, the learner with fast.ai's Rossmann defaults, predictions.
+
+``tabular_learner`` is the one call a notebook needs after fitting a :class:`TabularProcessor`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from kitbox.data import TensorLoader
+from kitbox.learner import Learner
+from kitbox.metrics import Metric, rmspe
+from kitbox.tabular.model import TabularModel
+from kitbox.tabular.processor import TabularProcessor
+from kitbox.tasks import Task
+
+# RMSPE of the sales when the network predicts log(sales): the metric Rossmann-like competitions are scored on
+RMSPE_OF_LOG = Metric("rmspe", lambda y_log, p_log: rmspe(np.exp(y_log), np.exp(p_log)), greater_is_better=False)
+
+
+def tabular_loaders(processor: TabularProcessor, train_df: pd.DataFrame, y_train,
+                    valid_df: pd.DataFrame | None = None, y_valid=None, batch_size: int = 512,
+                    seed: int | None = None) -> tuple[TensorLoader, TensorLoader | None]:
+    """Shuffled training batches and ordered validation batches (twice the batch size: no gradients to keep)."""
+    train = TensorLoader(*processor.tensors(train_df, y_train), batch_size=batch_size, shuffle=True,
+                         drop_last=len(train_df) > batch_size,  # a 1-row last batch would break BatchNorm
+                         seed=seed)
+    valid = None
+    if valid_df is not None and len(valid_df):
+        valid = TensorLoader(*processor.tensors(valid_df, y_valid), batch_size=2 * batch_size)
+    return train, valid
+
+
+def prediction_loader(processor: TabularProcessor, df: pd.DataFrame, batch_size: int = 1024) -> TensorLoader:
+    return TensorLoader(*processor.tensors(df), batch_size=batch_size, has_target=False)
+
+
+def log_y_range(y_log, headroom: float = 1.2) -> tuple[float, float]:
+    """fast.ai's y_range for a log target: from 0 to ``headroom`` times the largest training value."""
+    return 0.0, float(np.max(y_log)) * headroom
+
+
+def tabular_learner(processor: TabularProcessor, train_loader, valid_loader=None, task: Task | None = None,
+                    layers: Sequence[int] = (1000, 500), ps: Sequence[float] = (0.001, 0.01), emb_drop: float = 0.04,
+                    emb_widths=None, wd: float = 0.2, metrics=(), seed: int | None = None, **learner_kwargs) -> Learner:
+    """An entity-embedding MLP sized from the processor, wrapped in a Learner (defaults: fast.ai's Rossmann notebook)."""
+    task = task or Task("regression")
+    if seed is not None:  # the model's initial weights depend on the seed too, not only the batches
+        import torch
+
+        torch.manual_seed(seed)
+    model = TabularModel(processor.cardinalities, len(processor.cont_names), n_out=task.n_out, layers=layers, ps=ps,
+                         emb_drop=emb_drop, emb_widths=emb_widths)
+    return Learner(model, train_loader, valid_loader, task=task, metrics=metrics, wd=wd, seed=seed, **learner_kwargs)
+
+
+def auto_epochs(n_rows: int, batch_size: int, base_epochs: int = 5, min_steps: int = 1500, max_epochs: int = 20) -> int:
+    """Epochs for a dataset: ``base_epochs`` when that already makes ``min_steps`` optimizer steps, more for small
+    data (a few thousand rows need more passes to converge), never more than ``max_epochs``."""
+    steps_per_epoch = max(1, n_rows // batch_size)
+    return int(min(max_epochs, max(base_epochs, math.ceil(min_steps / steps_per_epoch))))
