@@ -149,15 +149,16 @@ def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class SmallConvNet(nn.Module):
-    """A VGG-style CNN for small images (28x28 digits): stages of two 3x3 conv-BN-ReLU, max-pool between them,
-    global average + max pooling, dropout and a linear head. Declares its layer groups (stages, then head)."""
+    """A VGG-style CNN for small images (28x28 digits): one 3x3 conv-BN-ReLU at full resolution, then stages of
+    max-pool + two conv-BN-ReLU, global average + max pooling, dropout and a linear head. Declares its layer
+    groups (stages, then head). Full resolution gets one conv only: there it costs 4x a conv after pooling."""
 
     def __init__(self, n_out: int, in_chans: int = 1, widths=(32, 64, 128), ps: float = 0.25):
         super().__init__()
         stages, c = [], in_chans
         for i, w in enumerate(widths):
-            pool = [nn.MaxPool2d(2)] if i > 0 else []
-            stages.append(nn.Sequential(*pool, _conv_bn(c, w), _conv_bn(w, w)))
+            convs = [_conv_bn(c, w)] if i == 0 else [nn.MaxPool2d(2), _conv_bn(c, w), _conv_bn(w, w)]
+            stages.append(nn.Sequential(*convs))
             c = w
         self.stages = nn.ModuleList(stages)
         self.head = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(2 * c), nn.Dropout(ps), nn.Linear(2 * c, n_out))
