@@ -224,7 +224,12 @@ def run_command(args, competition=None) -> int:
         "started": datetime.now().isoformat(timespec="seconds"), "kaggle_notebook": in_kaggle_notebook(),
     })
     options = {"weights": args.weights, "quick": args.quick, "seed": args.seed, "n_folds": n_folds}
-    results = cv.run_cv(data, folds, recipes, y, metric, run_dir, only_folds, args.seed, options)
+    try:
+        results = cv.run_cv(data, folds, recipes, y, metric, run_dir, only_folds, args.seed, options)
+    except BaseException:  # a crash or Ctrl-C: say what survived before the traceback
+        print(f"\nStopped. Finished folds are kept in {run_dir}; rerun the same command to train only the rest.",
+              file=sys.stderr)
+        raise
     report = cv.cv_report(results, y, metric)
     metrics = {"competition": comp.slug, "metric": metric.name, "greater_is_better": metric.greater_is_better,
                "n_folds": n_folds, "is_sample": data.is_sample, "recipes": report}
@@ -248,6 +253,7 @@ def run_command(args, competition=None) -> int:
     blend_report = {"weights": found.weights, "score": found.score, "single_scores": found.single_scores,
                     "best_single": found.best_single, "rows": int(rows.sum())}
     metrics["blend"] = blend_report
+    cv.plot_cv(report, metric, run_dir / "cv_scores.png", found.score)
 
     table = comp.submission(data, test_pred)
     sample = data.sample_submission

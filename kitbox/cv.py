@@ -285,3 +285,32 @@ def cv_report(results: dict[str, RecipeCV], y, metric) -> dict:
 def recipe_test_pred(res: RecipeCV, metric) -> np.ndarray:
     """The recipe's test prediction: the mean of its folds' (rank mean for rank metrics such as AUC)."""
     return res.test(rank=get_metric(metric).name in RANK_METRICS)
+
+
+def plot_cv(report: dict, metric, path, blend_score: float | None = None) -> Path:
+    """A PNG of each recipe's fold scores (dots), their OOF score (bar) and the blend's (dashed line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = get_metric(metric)
+    names = [n for n, r in report.items() if "oof" in r]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 3.5))
+    ax.bar(range(len(names)), [report[n]["oof"] for n in names], color="#9ecae1", label="OOF")
+    for i, name in enumerate(names):
+        scores = list(report[name]["folds"].values())
+        ax.plot([i] * len(scores), scores, "o", color="#08519c", label="folds" if i == 0 else None)
+    if blend_score is not None:
+        ax.axhline(blend_score, color="#d95f02", ls="--", label=f"blend {blend_score:.5f}")
+    scores = [s for n in names for s in report[n]["folds"].values()] + [report[n]["oof"] for n in names]
+    spread = (max(scores) - min(scores)) or abs(max(scores)) * 0.01 or 1.0
+    ax.set_ylim(min(scores) - spread, max(scores) + spread)  # zoom in: the differences are what matters
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel(f"{metric.name} ({'higher' if metric.greater_is_better else 'lower'} is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

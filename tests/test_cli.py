@@ -113,6 +113,7 @@ def test_full_run_writes_checked_submission_and_summary(tmp_path, capsys):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["n_folds"] == 3 and config["recipes"] == ["logreg", "bayes"]
     assert (run_dir / "folds.csv").exists() and (run_dir / "logreg" / "fold2" / "test.npy").exists()
+    assert (run_dir / "cv_scores.png").read_bytes()[:4] == b"\x89PNG"
 
     # a rerun trains nothing and writes the same submission
     calls = []
