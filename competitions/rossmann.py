@@ -91,7 +91,7 @@ def _join_external(df: pd.DataFrame, ext: dict[str, pd.DataFrame]) -> pd.DataFra
     trend.loc[trend["State"] == "NI", "State"] = "HB,NI"
     trend["WeekStart"] = pd.to_datetime(trend["week"].str.split(" - ").str[0])
     # each trend row covers Sunday..Saturday: find the Sunday that starts a row's week
-    week_start = df["Date"] - pd.to_timedelta((df["Date"].dt.dayofweek + 1) % 7, unit="D")
+    week_start = df["Date"] - pd.to_timedelta((df["Date"].dt.day_of_week + 1) % 7, unit="D")
     df["WeekStart"] = week_start
     national = trend[trend["State"].isna()][["WeekStart", "trend"]].rename(columns={"trend": "trend_DE"})
     df = df.merge(trend[trend["State"].notna()][["State", "WeekStart", "trend"]], on=["State", "WeekStart"], how="left")
@@ -262,7 +262,7 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
     data, opts = ctx.data, ctx.options
     train, valid = data.train.iloc[ctx.train_idx], data.train.iloc[ctx.valid_idx]
     bs, lr = int(opts.get("bs", 512)), float(opts.get("lr", 1e-3))
-    epochs = int(opts.get("epochs") or auto_epochs(len(train), bs))
+    epochs = int(opts.get("epochs") or (1 if opts.get("quick") else auto_epochs(len(train), bs)))
 
     def fit(rows: pd.DataFrame, valid_rows: pd.DataFrame | None, run_dir: Path, find_lr: bool):
         processor = TabularProcessor(data.extra["cat_names"], data.extra["cont_names"]).fit(rows)

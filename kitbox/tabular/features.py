@@ -17,7 +17,7 @@ def add_datepart(df: pd.DataFrame, column: str, prefix: str = "", drop: bool = F
     date = pd.to_datetime(df[column])
     parts = {
         "Year": date.dt.year, "Month": date.dt.month, "Week": date.dt.isocalendar().week.astype("int64"),
-        "Day": date.dt.day, "Dayofweek": date.dt.dayofweek, "Dayofyear": date.dt.dayofyear,
+        "Day": date.dt.day, "Dayofweek": date.dt.day_of_week, "Dayofyear": date.dt.day_of_year,
         "Is_month_end": date.dt.is_month_end, "Is_month_start": date.dt.is_month_start,
         "Is_quarter_end": date.dt.is_quarter_end, "Is_quarter_start": date.dt.is_quarter_start,
         "Is_year_end": date.dt.is_year_end, "Is_year_start": date.dt.is_year_start,

@@ -84,9 +84,8 @@ class TabularProcessor:
         n = len(df)
         x_cat = np.zeros((n, len(self.all_cat_names)), dtype=np.int64)
         for j, c in enumerate(self.cat_names):
-            cats = self.categories[c]
-            # pd.Categorical maps unseen values and NaN to -1, so +1 puts both on the reserved code 0
-            x_cat[:, j] = pd.Categorical(df[c], categories=pd.Index(cats) if cats else pd.Index([], dtype=object)).codes + 1
+            # get_indexer gives -1 for unseen values and NaN, so +1 puts both on the reserved code 0
+            x_cat[:, j] = pd.Index(self.categories[c], dtype=object).get_indexer(df[c].astype(object)) + 1
         x_cont = np.zeros((n, len(self.cont_names)), dtype=np.float32)
         for j, c in enumerate(self.cont_names):
             x = pd.to_numeric(df[c], errors="raise").to_numpy(np.float64)

@@ -54,10 +54,26 @@ def tabular_learner(processor: TabularProcessor, train_loader, valid_loader=None
         torch.manual_seed(seed)
     model = TabularModel(processor.cardinalities, len(processor.cont_names), n_out=task.n_out, layers=layers, ps=ps,
                          emb_drop=emb_drop, emb_widths=emb_widths)
+    if task.kind == "regression" and getattr(train_loader, "has_target", False):
+        start_at_mean(model, task, train_loader.tensors[-1])
     return Learner(model, train_loader, valid_loader, task=task, metrics=metrics, wd=wd, seed=seed, **learner_kwargs)
 
 
-def auto_epochs(n_rows: int, batch_size: int, base_epochs: int = 5, min_steps: int = 1500, max_epochs: int = 20) -> int:
+def start_at_mean(model: TabularModel, task: Task, y) -> None:
+    """Set the head's bias so the first predictions are the target's mean: with a y_range sigmoid the net otherwise
+    starts mid-range (far from typical log sales) and spends its first hundreds of steps only moving there."""
+    import torch
+
+    mean = float(torch.as_tensor(y, dtype=torch.float64).mean())
+    if task.y_range is not None:
+        lo, hi = task.y_range
+        frac = min(max((mean - lo) / (hi - lo), 1e-4), 1 - 1e-4)
+        mean = float(np.log(frac / (1 - frac)))  # the sigmoid's inverse
+    with torch.no_grad():
+        model.head.bias.fill_(mean)
+
+
+def auto_epochs(n_rows: int, batch_size: int, base_epochs: int = 5, min_steps: int = 600, max_epochs: int = 20) -> int:
     """Epochs for a dataset: ``base_epochs`` when that already makes ``min_steps`` optimizer steps, more for small
     data (a few thousand rows need more passes to converge), never more than ``max_epochs``."""
     steps_per_epoch = max(1, n_rows // batch_size)
