@@ -161,3 +161,17 @@ def test_a_bad_adapter_submission_is_caught_before_writing(tmp_path, capsys):
             "--recipes", "bayes", "--folds", "2"]
     assert cli.main(argv, competition=Broken()) == 1
     assert "Broken.submission() built a table that fails the check" in capsys.readouterr().err and not out.exists()
+
+
+def test_inside_a_kaggle_notebook_outputs_go_to_kaggle_working(tmp_path, monkeypatch, capsys):
+    from kitbox import kaggle
+
+    working = tmp_path / "working"
+    monkeypatch.setattr(kaggle, "KAGGLE_WORKING", working)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sk-digits", "--data", str(tmp_path), "--recipes", "bayes", "--folds", "2"],
+                    competition=SkDigits()) == 0
+    assert (working / "submission.csv").exists() and (working / "runs" / "sk-digits" / "metrics.json").exists()
+    assert not (tmp_path / "submission.csv").exists()
+    assert f"submission: {working / 'submission.csv'}" in capsys.readouterr().out
