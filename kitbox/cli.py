@@ -111,7 +111,7 @@ def _competition(name: str, competition=None):
 
 
 def check_command(args, competition=None) -> int:
-    from kitbox.submission import SubmissionError, check_submission, find_sample_submission, ranges_for_metric
+    from kitbox.submission import SubmissionError, check_submission, find_sample_submission, rules_for_metric
 
     if competition is not None:
         slug, metric, sample_dir = competition.slug, competition.metric_name, competition.sample_dir
@@ -126,7 +126,7 @@ def check_command(args, competition=None) -> int:
         raise CLIError(f"no data folder for {slug} to find sample_submission.csv in: pass --data DIR")
     try:
         sample = find_sample_submission(data_dir)
-        check_submission(args.check, sample, ranges_for_metric(metric or "", sample), name=args.check)
+        check_submission(args.check, sample, name=args.check, **rules_for_metric(metric or "", sample))
     except SubmissionError as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
@@ -189,7 +189,7 @@ def run_command(args, competition=None) -> int:
     from kitbox import cv, ensemble
     from kitbox.kaggle import find_data, submit
     from kitbox.runs import save_config, save_npy, write_json
-    from kitbox.submission import SubmissionError, ranges_for_metric, write_submission
+    from kitbox.submission import SubmissionError, rules_for_metric, write_submission
 
     start = time.time()
     comp = _competition(args.competition, competition)
@@ -257,12 +257,12 @@ def run_command(args, competition=None) -> int:
 
     table = comp.submission(data, test_pred)
     sample = data.sample_submission
-    ranges = ranges_for_metric(metric.name, sample)
+    rules = rules_for_metric(metric.name, sample)
     out = Path(args.out) if args.out else output_dir() / "submission.csv"
     try:
-        written = [write_submission(table, run_dir / "submission.csv", sample, ranges)]
+        written = [write_submission(table, run_dir / "submission.csv", sample, **rules)]
         if out.resolve() != written[0].resolve():
-            written.append(write_submission(table, out, sample, ranges))
+            written.append(write_submission(table, out, sample, **rules))
     except SubmissionError as e:
         raise CLIError(f"{type(comp).__name__}.submission() built a table that fails the check: {e}") from None
     metrics["submission"] = [str(p) for p in written]

@@ -41,11 +41,14 @@ def _is_integer_text(values: pd.Series) -> bool:
     return bool(values.str.strip().str.fullmatch(r"[+-]?\d+").all())
 
 
-def check_submission(submission, sample, ranges: dict | None = None, name: str = "submission") -> None:
+def check_submission(submission, sample, ranges: dict | None = None, name: str = "submission",
+                     whole_numbers=()) -> None:
     """Raise :class:`SubmissionError` naming the first way ``submission`` differs from ``sample``.
 
-    ``submission`` and ``sample`` are paths or DataFrames. ``ranges`` maps a column to ``(low, high)``
-    allowed values, e.g. ``{"label": (0, 1)}`` for probabilities. The first column is the id.
+    ``submission`` and ``sample`` are paths or DataFrames; the first column is the id. ``ranges`` maps a
+    column to ``(low, high)`` allowed values, e.g. ``{"label": (0, 1)}`` for probabilities;
+    ``whole_numbers`` names columns that must hold integers (class labels). :func:`rules_for_metric`
+    derives both from the competition's metric.
     """
     sub = _read_text_table(submission, name)
     ref = _read_text_table(sample, "sample submission")
@@ -69,10 +72,11 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
     if len(unknown):
         raise SubmissionError(f"{name}: {id_col} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
     for col in ref_cols[1:]:
-        _check_column(sub[col], ref[col], ids, id_col, col, (ranges or {}).get(col), name)
+        _check_column(sub[col], ref[col], ids, id_col, col, (ranges or {}).get(col), col in whole_numbers, name)
 
 
-def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_col: str, col: str, value_range, name: str):
+def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_col: str, col: str, value_range,
+                  whole: bool, name: str):
     def where(mask) -> str:
         i = int(np.argmax(np.asarray(mask)))
         return f"{values.iloc[i]!r} at row {i} ({id_col} {ids.iloc[i]})"
@@ -88,8 +92,8 @@ def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_c
         raise SubmissionError(f"{name}: column {col!r} must be numeric like the sample's, found {where(numbers.isna())}")
     if not np.isfinite(numbers).all():
         raise SubmissionError(f"{name}: column {col!r} has an infinite value {where(~np.isfinite(numbers))}")
-    if _is_integer_text(ref_values) and (numbers != np.round(numbers)).any():
-        raise SubmissionError(f"{name}: column {col!r} must hold whole numbers like the sample's, "
+    if whole and (numbers != np.round(numbers)).any():
+        raise SubmissionError(f"{name}: column {col!r} must hold whole numbers (class labels), "
                               f"found {where(numbers != np.round(numbers))}")
     if value_range is not None:
         low, high = value_range
@@ -98,18 +102,30 @@ def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_c
             raise SubmissionError(f"{name}: column {col!r} must lie in [{low}, {high}], found {where(bad)}")
 
 
-def write_submission(df: pd.DataFrame, path, sample, ranges: dict | None = None, float_format: str | None = None) -> Path:
+def write_submission(df: pd.DataFrame, path, sample, ranges: dict | None = None, whole_numbers=(),
+                     float_format: str | None = None) -> Path:
     """Check the exact text that will be written, then write it atomically; return the path."""
     text = df.to_csv(index=False, float_format=float_format)
-    check_submission(io.StringIO(text), sample, ranges, name=f"submission for {path}")
+    check_submission(io.StringIO(text), sample, ranges, name=f"submission for {path}", whole_numbers=whole_numbers)
     return atomic_write_text(path, text)
 
 
-def ranges_for_metric(metric_name: str, sample) -> dict:
-    """Value ranges a metric implies for the sample's prediction columns (probabilities for log loss / AUC)."""
-    if metric_name in ("log_loss", "auc"):
-        cols = list(_read_text_table(sample, "sample submission").columns[1:])
-        return {c: (0.0, 1.0) for c in cols}
+LABEL_METRICS = {"accuracy", "f1"}  # scored on class labels: the sample's integer columns must stay integers
+PROBABILITY_METRICS = {"log_loss", "auc"}  # scored on probabilities in [0, 1]
+
+
+def rules_for_metric(metric_name: str, sample) -> dict:
+    """``check_submission`` keyword arguments a metric implies for the sample's prediction columns.
+
+    Regression samples often show ``0`` as a placeholder, so integer-looking sample values only require
+    integers when the metric scores labels.
+    """
+    ref = _read_text_table(sample, "sample submission")
+    cols = list(ref.columns[1:])
+    if metric_name in PROBABILITY_METRICS:
+        return {"ranges": {c: (0.0, 1.0) for c in cols}}
+    if metric_name in LABEL_METRICS:
+        return {"whole_numbers": [c for c in cols if len(ref) and _is_integer_text(ref[c])]}
     return {}
 
 

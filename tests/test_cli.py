@@ -80,10 +80,10 @@ def test_check_against_the_real_digit_recognizer_sample(tmp_path):
     data = SHARED / "data" / "digit-recognizer"
     sample = pd.read_csv(data / "sample_submission.csv")
     sample.assign(Label=3).to_csv(tmp_path / "ok.csv", index=False)
-    sample.assign(Label=3.5).to_csv(tmp_path / "half.csv", index=False)
+    sample.iloc[1:].to_csv(tmp_path / "short.csv", index=False)
     assert run_submit("digits", "--data", str(data), "--check", str(tmp_path / "ok.csv")).returncode == 0
-    failed = run_submit("digits", "--data", str(data), "--check", str(tmp_path / "half.csv"))
-    assert failed.returncode == 1 and "whole numbers" in failed.stderr
+    failed = run_submit("digits", "--data", str(data), "--check", str(tmp_path / "short.csv"))
+    assert failed.returncode == 1 and "short by 1" in failed.stderr
 
 
 def test_parse_folds():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kitbox.submission import (SubmissionError, check_submission, find_sample_submission, ranges_for_metric,
+from kitbox.submission import (SubmissionError, check_submission, find_sample_submission, rules_for_metric,
                                write_submission)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -50,7 +50,8 @@ def test_checker_names_the_first_problem(tmp_path, case):
     sample = _write(tmp_path, "sample_submission.csv", sample_text)
     sub = _write(tmp_path, "sub.csv", text)
     with pytest.raises(SubmissionError) as err:
-        check_submission(sub, sample, ranges_for_metric("log_loss", sample), name="sub.csv")
+        metric = "accuracy" if sample_text == INT_SAMPLE else "log_loss"
+        check_submission(sub, sample, name="sub.csv", **rules_for_metric(metric, sample))
     assert words in str(err.value)
 
 
@@ -103,4 +104,13 @@ def test_real_digit_recognizer_sample(tmp_path):
     with pytest.raises(SubmissionError, match="short by 1"):
         check_submission(good.iloc[:-1], sample_path)
     with pytest.raises(SubmissionError, match="whole numbers"):
-        check_submission(good.assign(Label=good["Label"] + 0.5), sample_path)
+        check_submission(good.assign(Label=good["Label"] + 0.5), sample_path, **rules_for_metric("accuracy", sample_path))
+
+
+def test_integer_placeholders_only_force_integers_for_label_metrics(tmp_path):
+    sample = _write(tmp_path, "sample_submission.csv", "Id,Sales\n1,0\n2,0\n")  # Rossmann: 0 as placeholder
+    sub = _write(tmp_path, "sub.csv", "Id,Sales\n1,5263.5\n2,0\n")
+    check_submission(sub, sample, **rules_for_metric("rmspe", sample))
+    with pytest.raises(SubmissionError, match="whole numbers"):
+        check_submission(sub, sample, **rules_for_metric("accuracy", sample))
+    assert rules_for_metric("log_loss", sample) == {"ranges": {"Sales": (0.0, 1.0)}}
