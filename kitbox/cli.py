@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default: runs/SLUG, runs/SLUG-sample on the sample)")
     p.add_argument("--fresh", action="store_true", help="start over: move the old run folder aside")
     p.add_argument("--quick", action="store_true", help="short training, for a smoke test")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe option, e.g. --set epochs=3 --set lr=0.003 (see each recipe's docstring)")
     p.add_argument("--wheelhouse", metavar="DIR", help="gather kitbox and its dependencies as wheels into DIR "
                    "for an offline Kaggle install, then exit")
     p.add_argument("--wheelhouse-all", action="store_true", help="with --wheelhouse: include packages Kaggle preinstalls")
@@ -99,6 +101,23 @@ def parse_folds(text: str | None) -> tuple[int | None, list[int] | None]:
 
 
 # ---------------------------------------------------------------------------------------------- commands
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["epochs=3", "lr=3e-3", "arch=resnet34"]`` -> ``{"epochs": 3, "lr": 0.003, "arch": "resnet34"}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--set {pair!r}: write KEY=VALUE, e.g. --set epochs=3")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        options[key.strip()] = value
+    return options
 
 
 def _competition(name: str, competition=None):
@@ -163,9 +182,10 @@ def _elapsed(seconds: float) -> str:
 
 
 def summary_text(slug: str, metric, report: dict, blend=None, submission: list | None = None,
-                 seconds: float = 0.0) -> str:
+                 seconds: float = 0.0, is_sample: bool = False) -> str:
     arrow = "higher" if metric.greater_is_better else "lower"
-    lines = [f"== {slug}: {metric.name} ({arrow} is better)"]
+    demo = "  [embedded sample: a demo, not the competition's data]" if is_sample else ""
+    lines = [f"== {slug}: {metric.name} ({arrow} is better){demo}"]
     for name, r in report.items():
         if "mean" not in r:
             lines.append(f"  {name:20s} no finished folds")
@@ -220,10 +240,12 @@ def run_command(args, competition=None) -> int:
     save_config(run_dir, {
         "competition": comp.slug, "data_dir": str(data_dir), "is_sample": data.is_sample, "metric": metric.name,
         "n_folds": n_folds, "folds_reused": reused, "only_folds": only_folds, "recipes": list(recipes),
-        "seed": args.seed, "weights": args.weights, "quick": args.quick, "argv": sys.argv,
+        "seed": args.seed, "weights": args.weights, "quick": args.quick, "options": parse_options(args.set),
+        "argv": sys.argv,
         "started": datetime.now().isoformat(timespec="seconds"), "kaggle_notebook": in_kaggle_notebook(),
     })
-    options = {"weights": args.weights, "quick": args.quick, "seed": args.seed, "n_folds": n_folds}
+    options = {"weights": args.weights, "quick": args.quick, "seed": args.seed, "n_folds": n_folds,
+               **parse_options(args.set)}
     try:
         results = cv.run_cv(data, folds, recipes, y, metric, run_dir, only_folds, args.seed, options)
     except BaseException:  # a crash or Ctrl-C: say what survived before the traceback
@@ -237,7 +259,7 @@ def run_command(args, competition=None) -> int:
     unfinished = {name: res.missing for name, res in results.items() if not res.complete}
     if unfinished:
         write_json(run_dir / "metrics.json", metrics)
-        print(summary_text(comp.slug, metric, report, seconds=time.time() - start))
+        print(summary_text(comp.slug, metric, report, seconds=time.time() - start, is_sample=data.is_sample))
         hint = f" --run-dir {args.run_dir}" if args.run_dir else ""
         print(f"Not every fold has run ({unfinished}), so no submission was written. Finished folds are saved in "
               f"{run_dir}; run `python submit.py {args.competition}{hint}` to train the missing folds and submit.")
@@ -267,7 +289,7 @@ def run_command(args, competition=None) -> int:
         raise CLIError(f"{type(comp).__name__}.submission() built a table that fails the check: {e}") from None
     metrics["submission"] = [str(p) for p in written]
     write_json(run_dir / "metrics.json", metrics)
-    print(summary_text(comp.slug, metric, report, blend_report, written, time.time() - start))
+    print(summary_text(comp.slug, metric, report, blend_report, written, time.time() - start, data.is_sample))
 
     if args.submit:
         message = args.message or f"kitbox {'+'.join(recipes)} CV {metric.name} {found.score:.5f}"

@@ -218,8 +218,12 @@ def submit(slug: str, csv_path, message: str, client=None, env=None, poll_second
 
 
 def _dependencies() -> list[str]:
-    import tomllib
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:
+        from importlib.metadata import requires
 
+        return [r for r in requires("kitbox") or [] if "extra ==" not in r]
     return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
 
 

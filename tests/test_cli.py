@@ -95,6 +95,22 @@ def test_parse_folds():
         cli.parse_folds("a,b")
 
 
+def test_parse_options():
+    assert cli.parse_options(["epochs=3", "lr=3e-3", "arch=resnet34"]) == {"epochs": 3, "lr": 0.003, "arch": "resnet34"}
+    with pytest.raises(cli.CLIError, match="KEY=VALUE"):
+        cli.parse_options(["epochs"])
+
+
+def test_recipe_options_reach_the_recipes(tmp_path):
+    seen = []
+    comp = SkDigits({"bayes": lambda ctx: seen.append(ctx.options) or bayes_recipe(ctx)})
+    argv = ["sk-digits", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "s.csv"),
+            "--folds", "2", "--set", "epochs=3", "--quick", "--weights", "w.safetensors"]
+    assert cli.main(argv, competition=comp) == 0
+    assert seen[0]["epochs"] == 3 and seen[0]["quick"] and seen[0]["weights"] == "w.safetensors"
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["options"] == {"epochs": 3}
+
+
 def test_full_run_writes_checked_submission_and_summary(tmp_path, capsys):
     run_dir, out = tmp_path / "run", tmp_path / "submission.csv"
     argv = ["sk-digits", "--data", str(tmp_path), "--run-dir", str(run_dir), "--out", str(out), "--n-folds", "3"]
