@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-folds", type=int, metavar="K", help="number of folds (default: the competition's)")
     p.add_argument("--recipes", metavar="A,B", help="run only these recipes")
     p.add_argument("--weights", metavar="PATH", help="pretrained weights file, passed to the recipes")
+    p.add_argument("--from-scratch", action="store_true", help="train vision/text models from random weights "
+                   "(no --weights needed; much worse scores)")
     p.add_argument("--download", action="store_true", help="download the data from Kaggle into ./data/SLUG")
     p.add_argument("--submit", action="store_true", help="upload the submission to Kaggle and print its score")
     p.add_argument("--message", help="submission message for --submit")
@@ -244,7 +246,8 @@ def run_command(args, competition=None) -> int:
         "argv": sys.argv,
         "started": datetime.now().isoformat(timespec="seconds"), "kaggle_notebook": in_kaggle_notebook(),
     })
-    options = {"weights": args.weights, "quick": args.quick, "seed": args.seed, "n_folds": n_folds,
+    options = {"weights": args.weights, "from_scratch": args.from_scratch, "quick": args.quick, "seed": args.seed,
+               "n_folds": n_folds,
                **parse_options(args.set)}
     try:
         results = cv.run_cv(data, folds, recipes, y, metric, run_dir, only_folds, args.seed, options)

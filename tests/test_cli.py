@@ -107,7 +107,7 @@ def test_recipe_options_reach_the_recipes(tmp_path):
     argv = ["sk-digits", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "s.csv"),
             "--folds", "2", "--set", "epochs=3", "--quick", "--weights", "w.safetensors"]
     assert cli.main(argv, competition=comp) == 0
-    assert seen[0]["epochs"] == 3 and seen[0]["quick"] and seen[0]["weights"] == "w.safetensors"
+    assert seen[0]["epochs"] == 3 and seen[0]["quick"] and not seen[0]["from_scratch"] and seen[0]["weights"] == "w.safetensors"
     assert json.loads((tmp_path / "r" / "config.json").read_text())["options"] == {"epochs": 3}
 
 
