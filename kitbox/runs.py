@@ -55,7 +55,7 @@ def _to_jsonable(obj: Any):
         return str(obj)
     if isinstance(obj, (set, tuple)):
         return list(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r}")
+    return repr(obj)  # a recipe's odd info value must not cost the fold it describes
 
 
 def write_json(path, obj: Any) -> Path:
