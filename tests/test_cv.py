@@ -264,3 +264,13 @@ def test_snapshot_predictions_are_averaged_per_fold(digits, tmp_path):
     assert np.allclose(res["sgdr"].test(), 0.2)  # snapshot mean, not the final model's 0.9
     assert np.allclose(np.load(tmp_path / "sgdr" / "fold0" / "test_final.npy"), 0.9)
     assert res["sgdr"].records[0].info == {"epochs": 3, "snapshots": 2}
+
+
+def test_atomic_writes_leave_the_old_file_when_a_write_fails(tmp_path):
+    from kitbox.runs import atomic_write_bytes, load_npy, save_npy
+
+    path = save_npy(tmp_path / "oof.npy", np.arange(5))
+    with pytest.raises(TypeError):
+        atomic_write_bytes(path, "not bytes")  # fails inside the write, like a kill mid-write
+    assert np.array_equal(load_npy(path), np.arange(5))
+    assert [p.name for p in tmp_path.iterdir()] == ["oof.npy"]  # no temporary file left behind
