@@ -191,3 +191,43 @@ def test_inside_a_kaggle_notebook_outputs_go_to_kaggle_working(tmp_path, monkeyp
     assert (working / "submission.csv").exists() and (working / "runs" / "sk-digits" / "metrics.json").exists()
     assert not (tmp_path / "submission.csv").exists()
     assert f"submission: {working / 'submission.csv'}" in capsys.readouterr().out
+
+
+KILLABLE_RUN = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, "tests")
+from kitbox import cli
+from test_cv import SkDigits, bayes_recipe
+
+def slow_on_fold_2(ctx):
+    if ctx.fold == 2 and sys.argv[1] == "hang":
+        (ctx.fold_dir / "started").write_text("fold 2 is training")
+        time.sleep(120)  # the test kills the process here
+    return bayes_recipe(ctx)
+
+sys.exit(cli.main(["sk-digits", "--data", ".", "--run-dir", sys.argv[2], "--out", sys.argv[2] + "/s.csv"],
+                  competition=SkDigits({"bayes": slow_on_fold_2})))
+"""
+
+
+def test_sigkill_mid_fold_then_rerun_finishes_only_the_missing_folds(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUN, "hang", str(run_dir)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = run_dir / "bayes" / "fold2" / "started"
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: no cleanup handlers run
+    proc.wait(timeout=30)
+    assert started.exists(), "the run never reached fold 2"
+    finished = {p: p.read_bytes() for k in (0, 1) for p in (run_dir / "bayes" / f"fold{k}").iterdir()}
+    assert not (run_dir / "bayes" / "fold2" / "done.json").exists() and not (run_dir / "s.csv").exists()
+
+    rerun = subprocess.run([sys.executable, "-c", KILLABLE_RUN, "finish", str(run_dir)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.count("finished earlier") == 2 and "CV score:" in rerun.stdout
+    assert all(p.read_bytes() == b for p, b in finished.items())  # finished folds untouched, byte for byte
+    assert (run_dir / "s.csv").exists() and (run_dir / "bayes" / "fold4" / "done.json").exists()
