@@ -142,14 +142,20 @@ def check_command(args, competition=None) -> int:
         except KeyError as e:
             raise CLIError(e.args[0]) from None
         metric, sample_dir = competitions.metric_name(slug), competitions.SAMPLES / slug
-    data_dir = local_data_dir(slug, args.data) or (Path(sample_dir) if sample_dir else None)
+    sample_dir = Path(sample_dir) if sample_dir else None
+    data_dir = local_data_dir(slug, args.data) or sample_dir
     if data_dir is None or not data_dir.is_dir():
         raise CLIError(f"no data folder for {slug} to find sample_submission.csv in: pass --data DIR")
     try:
         sample = find_sample_submission(data_dir)
+    except SubmissionError as e:
+        raise CLIError(str(e)) from None
+    if data_dir == sample_dir:
+        print(f"note: checking against the embedded sample's {sample.name}; pass --data DIR for the real one")
+    try:
         check_submission(args.check, sample, name=args.check, **rules_for_metric(metric or "", sample))
     except SubmissionError as e:
-        print(f"FAILED: {e}", file=sys.stderr)
+        print(f"FAILED: {e}\n(checked against {sample})", file=sys.stderr)
         return 1
     print(f"OK: {args.check} matches {sample}")
     return 0

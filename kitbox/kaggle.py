@@ -128,8 +128,10 @@ def find_data(slug: str, data=None, sample_dir=None, download: bool = False, cli
     """Find a competition's files: --data, ./data/SLUG, /kaggle/input/SLUG, a download when credentials
     exist (or ``download``), else the embedded sample. Returns ``(folder, is_sample)``."""
     cwd = Path.cwd() if cwd is None else cwd
-    found = None if download else local_data_dir(slug, data, cwd)
+    found = local_data_dir(slug, data, cwd)
     if found is not None:
+        if download:
+            log(f"--download: {found} already holds {slug}'s files; delete that folder to download again")
         return found, False
     if download or client is not None or credentials_source(env) is not None:
         dest = cwd / "data" / slug

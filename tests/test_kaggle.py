@@ -180,3 +180,12 @@ def test_wheelhouse_really_builds_the_kitbox_wheel_offline(tmp_path):
     cmd = kaggle.wheelhouse_commands(tmp_path)[0]
     subprocess.run(cmd[:4] + ["--no-index", "-q"] + cmd[4:], check=True, capture_output=True, timeout=300)
     assert [p.name.split("-")[0] for p in tmp_path.glob("*.whl")] == ["kitbox"]
+
+
+def test_download_keeps_data_already_there(tmp_path):
+    local = tmp_path / "data" / SLUG
+    local.mkdir(parents=True)
+    (local / "train.csv").write_text("label\n1\n")
+    client, messages = FakeClient(), []
+    assert kaggle.find_data(SLUG, download=True, client=client, cwd=tmp_path, log=messages.append) == (local, False)
+    assert client.downloads == [] and "delete that folder" in messages[0]
