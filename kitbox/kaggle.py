@@ -239,8 +239,8 @@ def wheelhouse_commands(dest, all_deps: bool = False, python: str = sys.executab
     cmds = [[python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", dest, str(REPO_ROOT)]]
     deps = [d for d in _dependencies()
             if all_deps or d.split(">")[0].split("=")[0].split("<")[0].strip() not in PREINSTALLED_ON_KAGGLE]
-    if deps:
-        cmds.append([python, "-m", "pip", "wheel", "-w", dest, *deps])
+    if deps:  # their own dependencies (numpy, scipy, scikit-learn...) are on Kaggle already unless all_deps
+        cmds.append([python, "-m", "pip", "wheel", *([] if all_deps else ["--no-deps"]), "-w", dest, *deps])
     return cmds
 
 
