@@ -7,6 +7,7 @@ Probabilities are clipped: log loss makes one confident mistake cost more than a
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -79,15 +80,20 @@ def _model(ctx: FoldContext):
 
     opts = ctx.options
     arch = opts.get("arch", "efficientnet_lite0")
-    if opts.get("from_scratch"):
+    if _from_scratch(opts):
         return create_model(arch, 1, pretrained=False, ps=float(opts.get("ps", 0.25)))
     return create_model(arch, 1, weights=opts.get("weights"), ps=float(opts.get("ps", 0.25)))
+
+
+def _from_scratch(opts: dict) -> bool:
+    # $KITBOX_FROM_SCRATCH=1 asks for it where the command line has no --from-scratch flag (notebooks, CI)
+    return bool(opts.get("from_scratch")) or os.environ.get("KITBOX_FROM_SCRATCH", "") == "1"
 
 
 def pretrained_cnn(ctx: FoldContext) -> FoldResult:
     """lr_find -> head on cached features -> optional unfrozen SGDR with progressive resizing -> TTA.
 
-    Options: ``weights`` (file or folder), ``from_scratch``, ``arch`` (timm name, default efficientnet_lite0),
+    Options: ``weights`` (file or folder), ``from_scratch`` (or $KITBOX_FROM_SCRATCH=1), ``arch`` (timm name, default efficientnet_lite0),
     ``size`` (features and prediction size; 224, 128 on the embedded sample), ``head_epochs`` (8),
     ``ft_sizes`` (sizes of the unfrozen phase, one SGDR cycle each, e.g. ``"128,224"``; default none on the
     full data, since on 2 CPU cores the frozen features already score ~98%), ``lr`` (head LR; default lr_find's
@@ -112,31 +118,35 @@ def pretrained_cnn(ctx: FoldContext) -> FoldResult:
     bs, eps = int(opts.get("bs", 32)), float(opts.get("clip", 0.005))
     n_tta, beta = int(opts.get("tta", 2)), float(opts.get("beta", 0.4))
     ft_sizes = [int(s) for s in str(opts.get("ft_sizes") or "").split(",") if s.strip()]
-    if opts.get("from_scratch") and not ft_sizes:
-        ft_sizes = [size] * 3  # random features are useless frozen: the whole network has to learn
+    scratch = _from_scratch(opts)
+    if scratch and not ft_sizes:
+        ft_sizes = [size] * (1 if opts.get("quick") else 3)
     train_items, test_items = data.extra["train_items"], data.extra["test_items"]
     y = data.train["label"].to_numpy()
     y_train, y_valid = y[ctx.train_idx], y[ctx.valid_idx]
     info: dict = {"size": size, "weights": getattr(model, "weights_file", None)}
 
     # 1. frozen phase on cached features: every fold of the run shares one cache (RUN/cache)
-    cache = ctx.fold_dir.parents[1] / "cache" if not opts.get("from_scratch") else None
-    views = {"plain": valid_tfms(size, norm), "flip": flip_tfms(size, norm)}
-    feats = {v: (cached_features(model, train_items, t, cache, f"{v}{size}"),
-                 cached_features(model, test_items, t, cache, f"{v}{size}")) for v, t in views.items()}
-    tr, va = torch.as_tensor(ctx.train_idx), torch.as_tensor(ctx.valid_idx)
-    head_learn, lr = train_head(
-        model, [feats[v][0][tr] for v in views], y_train, task, feats["plain"][0][va], y_valid,
-        epochs=int(opts.get("head_epochs", 8)), lr=opts.get("lr") and float(opts["lr"]), metrics=("accuracy",),
-        seed=ctx.seed, run_dir=ctx.fold_dir / "head", progress=progress,
-    )
-    info["head_lr"] = lr
-    # TTA on cached features: the mirrored view is the one augmented pass that costs nothing here
-    oof_passes = [head_predict(model, feats[v][0][va], task) for v in views]
-    test_passes = [head_predict(model, feats[v][1], task) for v in views]
-    oof_plain, oof, test = oof_passes[0], blend(oof_passes, beta), blend(test_passes, beta)
-    info["head_log_loss_plain"] = _log_loss(y_valid, clip_probs(oof_plain, eps))
-    info["head_log_loss_tta"] = _log_loss(y_valid, clip_probs(oof, eps))
+    lr = float(opts.get("lr") or 3e-3)
+    if not scratch:  # random features are useless frozen: from scratch, the whole network learns from step 2 on
+        cache = ctx.fold_dir.parents[1] / "cache"
+        views = {"plain": valid_tfms(size, norm), "flip": flip_tfms(size, norm)}
+        feats = {v: (cached_features(model, train_items, t, cache, f"{v}{size}"),
+                     cached_features(model, test_items, t, cache, f"{v}{size}")) for v, t in views.items()}
+        tr, va = torch.as_tensor(ctx.train_idx), torch.as_tensor(ctx.valid_idx)
+        _, lr = train_head(
+            model, [feats[v][0][tr] for v in views], y_train, task, feats["plain"][0][va], y_valid,
+            epochs=int(opts.get("head_epochs") or (3 if opts.get("quick") else _head_epochs(len(tr) * len(views), 64))),
+            lr=opts.get("lr") and float(opts["lr"]), metrics=("accuracy",), seed=ctx.seed,
+            run_dir=ctx.fold_dir / "head", progress=progress,
+        )
+        # TTA on cached features: the mirrored view is the one augmented pass that costs nothing here
+        oof_passes = [head_predict(model, feats[v][0][va], task) for v in views]
+        test_passes = [head_predict(model, feats[v][1], task) for v in views]
+        oof_plain, oof, test = oof_passes[0], blend(oof_passes, beta), blend(test_passes, beta)
+        info.update(head_lr=lr, head_log_loss_plain=_log_loss(y_valid, clip_probs(oof_plain, eps)),
+                    head_log_loss_tta=_log_loss(y_valid, clip_probs(oof, eps)),
+                    head_accuracy_tta=float(((oof > 0.5) == y_valid).mean()))
 
     # 2. unfrozen phase: differential LRs over the layer groups, one SGDR cycle per size (progressive resizing)
     if ft_sizes:
@@ -146,10 +156,12 @@ def pretrained_cnn(ctx: FoldContext) -> FoldResult:
         valid_dl = image_loader(va_items, valid_tfms(ft_sizes[0], norm), batch_size=64, target_dtype=torch.float32)
         learn = unfrozen_learner(model, train_dl, valid_dl, task, metrics=("accuracy",), seed=ctx.seed,
                                  run_dir=ctx.fold_dir / "unfrozen", progress=progress)
-        ft_lr = float(opts.get("ft_lr", lr / 10 if not opts.get("from_scratch") else 3e-3))
+        ft_lr = float(opts.get("ft_lr") or (lr if scratch else lr / 10))
+        # pretrained: early layers move 100x slower than the head (slice); from scratch every layer learns alike
+        group_lr = ft_lr if scratch else slice(ft_lr / 100, ft_lr)
         for s in ft_sizes:
             resize_and_fit(learn, s, lambda s: train_tfms(s, norm), lambda s: valid_tfms(s, norm),
-                           lambda learn: learn.fit_sgdr(1, 1, slice(ft_lr / 100, ft_lr)))
+                           lambda learn: learn.fit_sgdr(1, 1, group_lr))
         aug = tta_tfms(size, norm, n=n_tta)
         oof, oof_plain = predict_tta(learn, va_items, valid_tfms(size, norm), aug, beta)
         test, _ = predict_tta(learn, test_items, valid_tfms(size, norm), aug, beta)
@@ -161,6 +173,12 @@ def pretrained_cnn(ctx: FoldContext) -> FoldResult:
     info["accuracy_plain"] = float(((oof_plain > 0.5) == y_valid).mean())
     info["accuracy_tta"] = float(((oof > 0.5) == y_valid).mean())
     return FoldResult(oof=clip_probs(oof, eps), test=clip_probs(test, eps), info=info)
+
+
+def _head_epochs(n_rows: int, bs: int, steps: int = 300) -> int:
+    """Enough epochs for ~300 optimizer steps (at least 8): a head on 200 photos needs many more epochs than on
+    20,000 to see as many batches, and an epoch on cached features costs milliseconds."""
+    return max(8, -(-steps * bs // n_rows))
 
 
 def _log_loss(y, p) -> float:
