@@ -26,7 +26,7 @@ def add_datepart(df: pd.DataFrame, column: str, prefix: str = "", drop: bool = F
         df[prefix + name] = np.asarray(values, dtype=np.int64)
     df[prefix + "Elapsed"] = (date - pd.Timestamp("1970-01-01")).dt.days.astype(np.int64)
     if drop:
-        df.drop(columns=column, inplace=True)
+        del df[column]
     return df
 
 
