@@ -261,8 +261,10 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
 
     data, opts = ctx.data, ctx.options
     train, valid = data.train.iloc[ctx.train_idx], data.train.iloc[ctx.valid_idx]
-    bs, lr = int(opts.get("bs", 512)), float(opts.get("lr", 1e-3))
+    bs = int(opts.get("bs", 512))
     epochs = int(opts.get("epochs") or (1 if opts.get("quick") else auto_epochs(len(train), bs)))
+    # fast.ai's 1e-3 is for thousands of steps; a short schedule (small data) needs a higher peak to converge
+    lr = float(opts.get("lr") or (1e-3 if epochs * (len(train) // bs) >= 5000 else 3e-3))
 
     def fit(rows: pd.DataFrame, valid_rows: pd.DataFrame | None, run_dir: Path, find_lr: bool):
         processor = TabularProcessor(data.extra["cat_names"], data.extra["cont_names"]).fit(rows)
@@ -299,8 +301,9 @@ def _gbm_frame(processor, df: pd.DataFrame, embeddings: dict | None) -> pd.DataF
     x_cat, x_cont = processor.transform(df)
     frame = pd.concat([pd.DataFrame(x_cat, columns=processor.all_cat_names),
                        pd.DataFrame(x_cont, columns=processor.cont_names)], axis=1)
-    if embeddings is not None:
-        frame = pd.concat([frame, add_embeddings(x_cat, embeddings)], axis=1)
+    if embeddings is not None:  # only wide columns: an ordinal code says least where there are many categories
+        wide = [name for name, table in embeddings.items() if len(table) > 30]
+        frame = pd.concat([frame, add_embeddings(x_cat, embeddings, columns=wide)], axis=1)
     return frame
 
 
@@ -312,7 +315,7 @@ def _lightgbm(ctx: FoldContext, embeddings: dict | None) -> FoldResult:
     train, valid = data.train.iloc[ctx.train_idx], data.train.iloc[ctx.valid_idx]
     processor = TabularProcessor(data.extra["cat_names"], data.extra["cont_names"]).fit(train)
     # fewer rounds for small data: boosting 3,000 rounds on a few thousand rows only memorizes them
-    rounds = int(opts.get("gbm_rounds") or min(3000, max(300, len(train) // 300)))
+    rounds = int(opts.get("gbm_rounds") or min(1500, max(300, len(train) // 500)))
     booster = fit_lightgbm(_gbm_frame(processor, train, embeddings), np.log(train["Sales"].to_numpy(np.float64)),
                            _gbm_frame(processor, valid, embeddings), np.log(valid["Sales"].to_numpy(np.float64)),
                            num_boost_round=rounds, seed=ctx.seed)

@@ -6,12 +6,16 @@ Linear-ReLU-BatchNorm-Dropout blocks and a linear head. The head's raw output go
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from kitbox.runs import atomic_write_text
 
 
 def embedding_width(n_categories: int) -> int:
@@ -93,25 +97,12 @@ def add_embeddings(x_cat: np.ndarray, frames: dict[str, pd.DataFrame], columns: 
 
 def save_embeddings(frames: dict[str, pd.DataFrame], path) -> None:
     """Write embedding frames as one JSON file (atomically), e.g. for a GBM recipe run after the network's."""
-    import json
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {name: {"index": [None if pd.isna(v) else v for v in f.index.tolist()], "columns": list(f.columns),
                       "values": f.to_numpy().round(6).tolist()} for name, f in frames.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload))
 
 
 def load_embeddings(path) -> dict[str, pd.DataFrame]:
-    import json
-    from pathlib import Path
-
     payload = json.loads(Path(path).read_text())
     return {name: pd.DataFrame(p["values"], index=pd.Index(p["index"], name=name), columns=p["columns"])
             for name, p in payload.items()}

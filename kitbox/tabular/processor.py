@@ -6,14 +6,14 @@ and saved next to the run as JSON so a prediction job rebuilds exactly the same 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from kitbox.runs import atomic_write_text
 
 
 def _plain(value):
@@ -121,13 +121,7 @@ class TabularProcessor:
 
     def save(self, path) -> Path:
         """Write atomically (temp file + rename) so an interrupted run never leaves half a processor."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(self.to_json())
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path) -> "TabularProcessor":

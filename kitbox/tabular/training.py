@@ -73,7 +73,7 @@ def start_at_mean(model: TabularModel, task: Task, y) -> None:
         model.head.bias.fill_(mean)
 
 
-def auto_epochs(n_rows: int, batch_size: int, base_epochs: int = 5, min_steps: int = 600, max_epochs: int = 20) -> int:
+def auto_epochs(n_rows: int, batch_size: int, base_epochs: int = 5, min_steps: int = 400, max_epochs: int = 20) -> int:
     """Epochs for a dataset: ``base_epochs`` when that already makes ``min_steps`` optimizer steps, more for small
     data (a few thousand rows need more passes to converge), never more than ``max_epochs``."""
     steps_per_epoch = max(1, n_rows // batch_size)
