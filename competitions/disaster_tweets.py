@@ -67,7 +67,7 @@ def _stats_info(stats: TextStats) -> dict:
 # ---------------------------------------------------------------------------------------------- recipe 1: transformer
 def transformer_recipe(ctx: FoldContext) -> FoldResult:
     quick = ctx.options.get("quick", False)
-    epochs = ctx.options.get("transformer_epochs", 1 if quick else 2)
+    epochs = ctx.options.get("transformer_epochs", 1)
     lr, decay, bs, max_length = 1e-4, 0.8, 32, 96
     weights = ctx.options.get("weights")
     path = weights if weights and (Path(weights) / "config.json").is_file() else ctx.options.get("transformer_path")
@@ -128,7 +128,7 @@ def train_language_model(data: CompetitionData, out_dir: Path, quick: bool = Fal
     valid_dl = LMLoader(valid_ids, batch_size=min(bs, 16), bptt=70, shuffle=False)
     learn = Learner(model, train_dl, task=Task("multiclass", n_out=len(vocab)), wd=0.1, clip=0.4,
                     run_dir=out_dir, seed=seed)
-    epochs = 2 if quick else 8
+    epochs = 2 if quick else 5
     t0 = time.perf_counter()
     learn.fit_one_cycle(epochs, 5e-3, moms=(0.8, 0.7, 0.8))
     seconds = time.perf_counter() - t0
