@@ -32,7 +32,7 @@ def test_sample_loads_and_submission_is_argmax_in_order(comp, sample):
 def test_recipe_learns_digits_on_the_sample(comp, sample, tmp_path):
     folds = comp.split(sample, 5, 42)
     rec = run_fold("small_cnn", comp.recipes()["small_cnn"], 0, folds, sample, comp.targets(sample), comp.metric,
-                   tmp_path, options={"progress": False, "epochs": 6, "tta": 2, "widths": "16,32,64"})
+                   tmp_path, options={"progress": False, "epochs": 8, "tta": 2, "widths": "16,32,64"})
     assert rec.oof.shape == (len(rec.valid_idx), 10) and np.allclose(rec.oof.sum(1), 1, atol=1e-4)
     assert rec.score >= 0.85, f"accuracy {rec.score:.3f} on 100 held-out digits after training on 400"
     assert {"accuracy_plain", "accuracy_tta", "data_share"} <= set(rec.info)
