@@ -68,7 +68,7 @@ def _stats_info(stats: TextStats) -> dict:
 def transformer_recipe(ctx: FoldContext) -> FoldResult:
     quick = ctx.options.get("quick", False)
     epochs = ctx.options.get("transformer_epochs", 1)
-    lr, decay, bs, max_length = 1e-4, 0.8, 32, 96
+    lr, decay, bs, max_length = 1e-4, 0.8, 32, (64 if quick else 96)
     weights = ctx.options.get("weights")
     path = weights if weights and (Path(weights) / "config.json").is_file() else ctx.options.get("transformer_path")
     ctx.data.extra.setdefault("run_dir", ctx.fold_dir.parent.parent)  # where `threshold` finds the OOF files
@@ -150,7 +150,9 @@ def ulmfit_recipe(ctx: FoldContext, pretrained: bool = True) -> FoldResult:
     lm_dir = run_dir / LM_DIR
     data.extra.setdefault("run_dir", run_dir)  # where `threshold` finds the OOF files
     if pretrained:
-        encoder_state, vocab, cfg = train_language_model(data, lm_dir, quick, ctx.seed)
+        # quick: a smaller LM, for smoke tests and the notebook on the embedded sample
+        small = dict(emb_size=100, n_hid=200) if quick else None
+        encoder_state, vocab, cfg = train_language_model(data, lm_dir, quick, ctx.seed, small)
     else:  # the baseline ULMFiT is measured against: the same classifier from random weights
         train_tokens, test_tokens, _ = ulmfit_tokens(data)
         vocab = Vocab.build(train_tokens + test_tokens, max_size=6000, min_freq=2)
@@ -189,10 +191,11 @@ def ulmfit_recipe(ctx: FoldContext, pretrained: bool = True) -> FoldResult:
 
 
 # ---------------------------------------------------------------------------------------------- threshold
-def best_threshold(y_true, prob, grid=np.linspace(0.05, 0.95, 91)) -> tuple[float, float]:
+def best_threshold(y_true, prob, grid=np.round(np.linspace(0.05, 0.95, 91), 2)) -> tuple[float, float]:
     """The probability cut that maximises F1 on OOF predictions, and that F1."""
-    scores = [f1(y_true, (prob >= t).astype(np.int64)) for t in grid]
-    best = int(np.argmax(scores))
+    scores = np.array([f1(y_true, (prob >= t).astype(np.int64)) for t in grid])
+    ties = np.flatnonzero(scores == scores.max())
+    best = ties[len(ties) // 2]  # the middle of a plateau of equal F1: farthest from the rows on either side
     return float(grid[best]), float(scores[best])
 
 
