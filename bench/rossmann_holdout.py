@@ -51,7 +51,7 @@ def main():
     if args.gap_weeks:
         cutoff = comp.holdout_start(data) - np.timedelta64(7 * args.gap_weeks, "D")
         train_idx = train_idx[data.train["Date"].to_numpy()[train_idx] < cutoff]
-    options = {"progress": False, "epochs": args.epochs, "refit": args.refit}
+    options = {"progress": False, "epochs": args.epochs, "refit": args.refit, "gbm_threads": args.threads}
     if args.lr:
         options["lr"] = args.lr
     for name in args.recipes.split(","):

@@ -250,8 +250,8 @@ def _open_test_rows(data: CompetitionData) -> np.ndarray:
 def entity_embedding(ctx: FoldContext) -> FoldResult:
     """fast.ai's Rossmann network: embeddings + 1000-500 MLP on log(Sales), one-cycle from the LR finder's plot.
 
-    Options: ``epochs`` (default: from the data's size), ``lr`` (1e-3), ``bs`` (512), ``refit`` (also train on
-    every train row, holdout included, and predict test with that model).
+    Options: ``epochs`` (default: 5, more for small data), ``lr`` (1e-3; 3e-3 for short schedules), ``bs`` (512),
+    ``quick`` (one epoch), ``refit`` (also train on every train row, holdout included, and predict test with that).
     """
     from kitbox.tabular.model import embedding_frames, save_embeddings
     from kitbox.tabular.processor import TabularProcessor
@@ -318,7 +318,7 @@ def _lightgbm(ctx: FoldContext, embeddings: dict | None) -> FoldResult:
     rounds = int(opts.get("gbm_rounds") or min(1500, max(300, len(train) // 500)))
     booster = fit_lightgbm(_gbm_frame(processor, train, embeddings), np.log(train["Sales"].to_numpy(np.float64)),
                            _gbm_frame(processor, valid, embeddings), np.log(valid["Sales"].to_numpy(np.float64)),
-                           num_boost_round=rounds, seed=ctx.seed)
+                           num_boost_round=rounds, seed=ctx.seed, threads=opts.get("gbm_threads"))
     oof = np.exp(predict_lightgbm(booster, _gbm_frame(processor, valid, embeddings)))
     test = np.exp(predict_lightgbm(booster, _gbm_frame(processor, data.test, embeddings)))
     return FoldResult(oof=oof, test=np.where(_open_test_rows(data), test, 0.0), info={"rounds": rounds})
