@@ -7,6 +7,7 @@ torch and the adapters load when a run needs them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import datetime
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="short training, for a smoke test")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a recipe option, e.g. --set epochs=3 --set lr=0.003 (see each recipe's docstring)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the folds as Ray tasks: auto (this machine's cluster, else a "
+                   "local one), local, or HOST:PORT; needs pip install \"kitbox[ray]\"")
+    p.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="CPUs per Ray fold task (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0, metavar="F", help="GPUs per Ray fold task (default 0)")
     p.add_argument("--wheelhouse", metavar="DIR", help="gather kitbox and its dependencies as wheels into DIR "
                    "for an offline Kaggle install, then exit")
     p.add_argument("--wheelhouse-all", action="store_true", help="with --wheelhouse: include packages Kaggle preinstalls")
@@ -161,6 +166,29 @@ def check_command(args, competition=None) -> int:
     return 0
 
 
+def _join_torchrun() -> int:
+    """Under ``torchrun`` join the process group and return this process's rank; 0 in a plain run (no torch import)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0
+    from kitbox import distributed
+
+    distributed.init_from_env()
+    return distributed.rank()
+
+
+def _barrier() -> None:
+    """Wait for every torchrun rank (a no-op in a plain run): rank 0 sets up the run folder, the others then read it."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
 def _run_dir(args, slug: str, is_sample: bool) -> Path:
     if args.run_dir:
         return Path(args.run_dir)
@@ -222,45 +250,60 @@ def run_command(args, competition=None) -> int:
     start = time.time()
     comp = _competition(args.competition, competition)
     metric = comp.metric
-    data_dir, is_sample = find_data(comp.slug, args.data, comp.sample_dir, download=args.download)
+    rank = _join_torchrun()
+    main_rank = rank == 0  # under torchrun every rank trains, only rank 0 writes files and prints
+    log = print if main_rank else _quiet
+    if args.ray and rank:
+        raise CLIError("--ray runs whole folds as tasks; do not combine it with torchrun")
+    data_dir, is_sample = find_data(comp.slug, args.data, comp.sample_dir, download=args.download and main_rank,
+                                    log=log)
     if args.submit and is_sample:
         raise CLIError("--submit with the embedded sample: its test rows are not the competition's; get the data first")
     run_dir = _run_dir(args, comp.slug, is_sample)
-    if args.fresh:
-        _move_aside(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{comp.slug}: data {data_dir}{' (embedded sample)' if is_sample else ''}; run folder {run_dir}")
+    if main_rank:
+        if args.fresh:
+            _move_aside(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log(f"{comp.slug}: data {data_dir}{' (embedded sample)' if is_sample else ''}; run folder {run_dir}")
 
     data = comp.load(data_dir)
     data.is_sample = data.is_sample or is_sample
     y = np.asarray(comp.targets(data))
     n_folds_arg, only_folds = parse_folds(args.folds)
     asked = args.n_folds or n_folds_arg
-    try:
-        folds, reused = cv.load_or_make_folds(run_dir, len(data.train),
-                                              lambda: comp.split(data, asked or comp.default_folds, args.seed))
-    except ValueError as e:
-        raise CLIError(str(e)) from None
+    for turn in (True, False):  # rank 0 makes or reads folds.csv first; the other ranks then read the same file
+        if main_rank == turn:
+            try:
+                folds, reused = cv.load_or_make_folds(run_dir, len(data.train),
+                                                      lambda: comp.split(data, asked or comp.default_folds, args.seed))
+            except ValueError as e:
+                raise CLIError(str(e)) from None
+        _barrier()
     n_folds = cv.n_folds_of(folds)
     if reused and asked and asked != n_folds:
         raise CLIError(f"{run_dir}/folds.csv has {n_folds} folds, you asked for {asked}: use --fresh to re-split")
     recipes = _select_recipes(comp.recipes(), args.recipes)
-    save_config(run_dir, {
-        "competition": comp.slug, "data_dir": str(data_dir), "is_sample": data.is_sample, "metric": metric.name,
-        "n_folds": n_folds, "folds_reused": reused, "only_folds": only_folds, "recipes": list(recipes),
-        "seed": args.seed, "weights": args.weights, "quick": args.quick, "options": parse_options(args.set),
-        "argv": sys.argv,
-        "started": datetime.now().isoformat(timespec="seconds"), "kaggle_notebook": in_kaggle_notebook(),
-    })
+    if main_rank:
+        save_config(run_dir, {
+            "competition": comp.slug, "data_dir": str(data_dir), "is_sample": data.is_sample, "metric": metric.name,
+            "n_folds": n_folds, "folds_reused": reused, "only_folds": only_folds, "recipes": list(recipes),
+            "seed": args.seed, "weights": args.weights, "quick": args.quick, "options": parse_options(args.set),
+            "argv": sys.argv, "ray": args.ray, "torchrun_world_size": int(os.environ.get("WORLD_SIZE", 1)),
+            "started": datetime.now().isoformat(timespec="seconds"), "kaggle_notebook": in_kaggle_notebook(),
+        })
     options = {"weights": args.weights, "from_scratch": args.from_scratch, "quick": args.quick, "seed": args.seed,
-               "n_folds": n_folds,
-               **parse_options(args.set)}
+               "n_folds": n_folds, **parse_options(args.set)}
+    if args.ray:
+        only_folds = _run_on_ray(comp, data_dir, folds, recipes, y, run_dir, only_folds, options, args)
     try:
-        results = cv.run_cv(data, folds, recipes, y, metric, run_dir, only_folds, args.seed, options)
+        results = cv.run_cv(data, folds, recipes, y, metric, run_dir, only_folds, args.seed, options, log, main_rank)
     except BaseException:  # a crash or Ctrl-C: say what survived before the traceback
-        print(f"\nStopped. Finished folds are kept in {run_dir}; rerun the same command to train only the rest.",
-              file=sys.stderr)
+        if main_rank:
+            print(f"\nStopped. Finished folds are kept in {run_dir}; rerun the same command to train only the rest.",
+                  file=sys.stderr)
         raise
+    if not main_rank:
+        return 0  # rank 0 blends and writes the submission
     report = cv.cv_report(results, y, metric)
     metrics = {"competition": comp.slug, "metric": metric.name, "greater_is_better": metric.greater_is_better,
                "n_folds": n_folds, "is_sample": data.is_sample, "recipes": report}
@@ -269,17 +312,17 @@ def run_command(args, competition=None) -> int:
     if unfinished:
         write_json(run_dir / "metrics.json", metrics)
         print(summary_text(comp.slug, metric, report, seconds=time.time() - start, is_sample=data.is_sample))
-        hint = f" --run-dir {args.run_dir}" if args.run_dir else ""
+        hint = (f" --run-dir {args.run_dir}" if args.run_dir else "") + (f" --ray {args.ray}" if args.ray else "")
         print(f"Not every fold has run ({unfinished}), so no submission was written. Finished folds are saved in "
               f"{run_dir}; run `python submit.py {args.competition}{hint}` to train the missing folds and submit.")
         return 0
 
-    rank = metric.name in ensemble.RANK_METRICS
+    by_rank = metric.name in ensemble.RANK_METRICS
     oofs = {name: res.oof() for name, res in results.items()}
     rows = np.logical_and.reduce([mask for _, mask in oofs.values()])
-    found = ensemble.caruana({n: oof[rows] for n, (oof, _) in oofs.items()}, y[rows], metric, rank=rank)
+    found = ensemble.caruana({n: oof[rows] for n, (oof, _) in oofs.items()}, y[rows], metric, rank=by_rank)
     tests = {name: cv.recipe_test_pred(res, metric) for name, res in results.items()}
-    test_pred = ensemble.blend(tests, found.weights, rank=rank)
+    test_pred = ensemble.blend(tests, found.weights, rank=by_rank)
     save_npy(run_dir / "test_blend.npy", test_pred)
     blend_report = {"weights": found.weights, "score": found.score, "single_scores": found.single_scores,
                     "best_single": found.best_single, "rows": int(rows.sum())}
@@ -305,6 +348,18 @@ def run_command(args, competition=None) -> int:
         metrics["public_score"] = submit(comp.slug, out, message)
         write_json(run_dir / "metrics.json", metrics)
     return 0
+
+
+def _run_on_ray(comp, data_dir, folds, recipes, y, run_dir, only_folds, options, args) -> list[int]:
+    """Train the unfinished folds as Ray tasks; returns ``[]`` so the local runner only loads what landed."""
+    from kitbox.ray_runner import RayUnavailable, run_folds_on_ray
+
+    try:
+        run_folds_on_ray(comp, Path(data_dir).resolve(), folds, list(recipes), y, Path(run_dir).resolve(), only_folds,
+                         args.seed, options, address=args.ray, cpus_per_task=args.ray_cpus, gpus_per_task=args.ray_gpus)
+    except RayUnavailable as e:
+        raise CLIError(str(e)) from None
+    return []  # folds that failed on Ray stay missing: the summary lists them and says how to finish
 
 
 def main(argv=None, competition=None) -> int:

@@ -177,8 +177,11 @@ def _checked(result, name: str, fold: int, n_valid: int, n_test: int) -> tuple[n
 
 
 def run_fold(name: str, recipe: Recipe, fold: int, folds: np.ndarray, data: CompetitionData, y: np.ndarray,
-             metric: Metric, run_dir, seed: int = 42, options: dict | None = None) -> FoldRecord:
-    """Train one recipe on one fold and save its predictions; a finished fold is loaded, never retrained."""
+             metric: Metric, run_dir, seed: int = 42, options: dict | None = None, write: bool = True) -> FoldRecord:
+    """Train one recipe on one fold and save its predictions; a finished fold is loaded, never retrained.
+
+    ``write=False`` trains without saving: the other ranks of a torchrun job, where only rank 0 writes.
+    """
     if is_done(run_dir, name, fold):
         return load_fold(run_dir, name, fold, folds)
     fdir = fold_dir(run_dir, name, fold)
@@ -192,12 +195,14 @@ def run_fold(name: str, recipe: Recipe, fold: int, folds: np.ndarray, data: Comp
     seconds = time.time() - start
     score = float(metric(y[valid_idx], oof))
     test_pred = snapshot_mean(test, snaps)
+    info = {**result.info, "snapshots": len(snaps)}
+    if not write:
+        return FoldRecord(fold, valid_idx, oof, test_pred, score, seconds, info)
     save_npy(fdir / "valid_idx.npy", valid_idx)
     save_npy(fdir / "oof.npy", oof)
     save_npy(fdir / "test.npy", test_pred)
     if snaps:
         save_npy(fdir / "test_final.npy", test)  # the last model alone, to compare with the snapshot mean
-    info = {**result.info, "snapshots": len(snaps)}
     write_json(fdir / "done.json", {"recipe": name, "fold": fold, "score": score, "seconds": seconds,
                                     "n_train": len(train_idx), "n_valid": len(valid_idx), "info": info})
     return FoldRecord(fold, valid_idx, oof, test_pred, score, seconds, info)
@@ -235,7 +240,8 @@ class RecipeCV:
 
 
 def run_cv(data: CompetitionData, folds: np.ndarray, recipes: dict[str, Recipe], y, metric, run_dir,
-           only_folds=None, seed: int = 42, options: dict | None = None, log=print) -> dict[str, RecipeCV]:
+           only_folds=None, seed: int = 42, options: dict | None = None, log=print,
+           write: bool = True) -> dict[str, RecipeCV]:
     """Run every recipe on every fold (or on ``only_folds``), skipping folds finished in earlier runs."""
     metric = get_metric(metric)
     y = np.asarray(y)
@@ -252,7 +258,8 @@ def run_cv(data: CompetitionData, folds: np.ndarray, recipes: dict[str, Recipe],
                 records[fold] = load_fold(run_dir, name, fold, folds)
                 log(f"{tag}  {metric.name} {records[fold].score:.5f}  (finished earlier, skipped)")
             elif fold in wanted:
-                rec = records[fold] = run_fold(name, recipe, fold, folds, data, y, metric, run_dir, seed, options)
+                rec = records[fold] = run_fold(name, recipe, fold, folds, data, y, metric, run_dir, seed, options,
+                                               write)
                 log(f"{tag}  {metric.name} {rec.score:.5f}  ({rec.seconds:.1f} s)")
             else:
                 missing.append(fold)

@@ -3,6 +3,7 @@ including a --folds subset finished by a later run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -231,3 +232,53 @@ def test_sigkill_mid_fold_then_rerun_finishes_only_the_missing_folds(tmp_path):
     assert rerun.stdout.count("finished earlier") == 2 and "CV score:" in rerun.stdout
     assert all(p.read_bytes() == b for p, b in finished.items())  # finished folds untouched, byte for byte
     assert (run_dir / "s.csv").exists() and (run_dir / "bayes" / "fold4" / "done.json").exists()
+
+
+TORCHRUN_SCRIPT = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from kitbox import cli
+from test_cv import SkDigits, bayes_recipe
+
+def bayes_logged(ctx):
+    with open(os.path.join({log_dir!r}, "rank" + os.environ["RANK"]), "a") as f:
+        f.write(str(ctx.fold) + "\\n")
+    return bayes_recipe(ctx)
+
+sys.exit(cli.main(["sk-digits", "--data", ".", "--run-dir", {run_dir!r}, "--out", {run_dir!r} + "/s.csv", "--n-folds", "3"],
+                  competition=SkDigits({{"bayes": bayes_logged}})))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_every_rank_trains_and_rank_0_alone_writes(tmp_path):
+    run_dir = tmp_path / "run"
+    script = tmp_path / "job.py"
+    script.write_text(TORCHRUN_SCRIPT.format(tests=str(REPO / "tests"), log_dir=str(tmp_path), run_dir=str(run_dir)))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "rank0").read_text().split() == ["0", "1", "2"]
+    assert (tmp_path / "rank1").read_text().split() == ["0", "1", "2"]  # in step with rank 0 (collectives need it)
+    assert done.stdout.count("CV score:") == 1 and (run_dir / "s.csv").exists()
+
+
+@pytest.mark.slow
+def test_ray_runs_the_folds_and_the_cli_blends_them(tmp_path, capsys):
+    pytest.importorskip("ray", reason="Ray is an optional extra")
+    import ray
+
+    run_dir = tmp_path / "run"
+    argv = ["sk-digits", "--data", str(tmp_path), "--run-dir", str(run_dir), "--out", str(tmp_path / "s.csv"),
+            "--n-folds", "2", "--ray", "local"]
+    try:
+        assert cli.main(argv, competition=SkDigits()) == 0
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    assert "on Ray" in out and "CV score:" in out and "finished earlier" in out
+    assert all(cv_done(run_dir, name, k) for name in ("logreg", "bayes") for k in (0, 1))
+
+
+def cv_done(run_dir, name, fold) -> bool:
+    return (run_dir / name / f"fold{fold}" / "done.json").exists()
