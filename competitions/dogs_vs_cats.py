@@ -138,7 +138,7 @@ def pretrained_cnn(ctx: FoldContext) -> FoldResult:
             model, [feats[v][0][tr] for v in views], y_train, task, feats["plain"][0][va], y_valid,
             epochs=int(opts.get("head_epochs") or (3 if opts.get("quick") else _head_epochs(len(tr) * len(views), 64))),
             lr=opts.get("lr") and float(opts["lr"]), metrics=("accuracy",), seed=ctx.seed,
-            run_dir=ctx.fold_dir / "head", progress=progress,
+            run_dir=ctx.fold_dir / "head", progress=False,  # seconds of work: its history.json/PNG say enough
         )
         # TTA on cached features: the mirrored view is the one augmented pass that costs nothing here
         oof_passes = [head_predict(model, feats[v][0][va], task) for v in views]
