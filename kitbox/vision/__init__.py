@@ -7,6 +7,7 @@ from kitbox.vision.data import (
 from kitbox.vision.features import cached_features, compute_features
 from kitbox.vision.models import SmallConvNet, WeightsNotFound, create_model, find_weights, head_of, pooled_features
 from kitbox.vision.multilabel import best_thresholds, two_digit_images
+from kitbox.vision.speed import loader_vs_step
 from kitbox.vision.transforms import Norm, norm_of, train_tfms, tta_tfms, valid_tfms
 from kitbox.vision.tta import blend, predict_tta, resize_and_fit, set_transforms, tta_loaders
 
@@ -14,6 +15,6 @@ __all__ = [
     "ImageDataset", "ImageItems", "UnreadableImageError", "check_images", "from_csv", "from_filenames",
     "from_folders", "from_pixels", "from_unlabelled", "image_loader", "read_image", "cached_features",
     "compute_features", "SmallConvNet", "WeightsNotFound", "create_model", "find_weights", "head_of",
-    "pooled_features", "best_thresholds", "two_digit_images", "Norm", "norm_of", "train_tfms", "tta_tfms",
+    "pooled_features", "best_thresholds", "two_digit_images", "loader_vs_step", "Norm", "norm_of", "train_tfms", "tta_tfms",
     "valid_tfms", "blend", "predict_tta", "resize_and_fit", "set_transforms", "tta_loaders",
 ]
