@@ -502,10 +502,12 @@ class Learner:
 # ---------------------------------------------------------------------- LR finder suggestions and plots
 def suggest_lrs(lrs: list[float], losses: list[float]) -> LRFinderResult:
     """fastai's suggestions from a range test: valley (default), steepest descent, minimum / 10."""
-    if len(lrs) < 5:
-        raise ValueError(f"the LR range test recorded only {len(lrs)} points; give it more batches (num_it) or a lower start_lr")
-    # like fastai, ignore the first 10% (the EMA is still warming up) and the last few points (divergence)
-    lo, hi = len(lrs) // 10, max(len(lrs) - 5, len(lrs) // 10 + 3)
+    if len(lrs) < 3:
+        raise ValueError(f"the LR range test recorded only {len(lrs)} points before the loss diverged; give it more "
+                         "batches (num_it) or a lower start_lr")
+    # like fastai, ignore the first 10% (the EMA is still warming up) and the last few points (divergence),
+    # when there are enough points to spare
+    lo, hi = (len(lrs) // 10, len(lrs) - 5) if len(lrs) >= 20 else (0, len(lrs))
     x, y = np.asarray(lrs[lo:hi]), np.asarray(losses[lo:hi])
     grads = np.diff(y) / np.diff(np.log(x))
     steep = float(x[int(np.argmin(grads))])

@@ -223,3 +223,13 @@ def test_thresholds_are_chosen_on_validation_not_fixed():
     probs2 = np.stack([probs, 1 - probs], 1)
     thresholds = best_thresholds_multilabel(y2, probs2, fbeta_multilabel)
     assert fbeta_multilabel(y2, probs2, threshold=thresholds) >= fbeta_multilabel(y2, probs2, threshold=0.5)
+
+
+def test_lr_suggestions_from_a_short_range_test():
+    from kitbox.learner import suggest_lrs
+
+    result = suggest_lrs([1e-5, 1e-4, 1e-3, 1e-2], [2.3, 2.2, 1.9, 2.5])
+    assert result.steep == 1e-4  # the steepest fall is from 1e-4 to 1e-3
+    assert 1e-5 <= result.valley <= 1e-3
+    with pytest.raises(ValueError, match="num_it"):
+        suggest_lrs([1e-5, 1e-4], [2.3, 9.0])
