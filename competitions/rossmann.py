@@ -255,13 +255,14 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
     """
     from kitbox.tabular.model import embedding_frames, save_embeddings
     from kitbox.tabular.processor import TabularProcessor
-    from kitbox.tabular.training import (RMSPE_OF_LOG, auto_epochs, log_y_range, prediction_loader, tabular_learner,
-                                         tabular_loaders)
+    from kitbox.tabular.training import (RMSPE_OF_LOG, auto_epochs, auto_layers, log_y_range, prediction_loader,
+                                         tabular_learner, tabular_loaders)
     from kitbox.tasks import Task
 
     data, opts = ctx.data, ctx.options
     train, valid = data.train.iloc[ctx.train_idx], data.train.iloc[ctx.valid_idx]
     bs = int(opts.get("bs", 512))
+    layers = auto_layers(len(train))  # fast.ai's 1000-500 on the full data, narrower on the embedded sample
     epochs = int(opts.get("epochs") or (1 if opts.get("quick") else auto_epochs(len(train), bs)))
     # fast.ai's 1e-3 is for thousands of steps; a short schedule (small data) needs a higher peak to converge
     lr = float(opts.get("lr") or (1e-3 if epochs * (len(train) // bs) >= 5000 else 3e-3))
@@ -273,7 +274,7 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
         y_valid = None if valid_rows is None else np.log(valid_rows["Sales"].to_numpy(np.float64))
         train_dl, valid_dl = tabular_loaders(processor, rows, y_log, valid_rows, y_valid, batch_size=bs, seed=ctx.seed)
         learn = tabular_learner(processor, train_dl, valid_dl, task=Task("regression", y_range=log_y_range(y_log)),
-                                metrics=(RMSPE_OF_LOG,), seed=ctx.seed, run_dir=run_dir,
+                                layers=layers, metrics=(RMSPE_OF_LOG,), seed=ctx.seed, run_dir=run_dir,
                                 progress=bool(opts.get("progress", True)))
         info = {}
         if find_lr:  # the plot is for the user; the schedule starts from fast.ai's 1e-3 unless --lr says otherwise
@@ -286,7 +287,7 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
     learn, processor, info = fit(train, valid, ctx.fold_dir, find_lr=True)
     oof = np.exp(learn.predict(prediction_loader(processor, valid)))
     save_embeddings(embedding_frames(learn.model, processor), ctx.fold_dir / "embeddings.json")
-    info.update(epochs=epochs, lr=lr, test_model="holdout")
+    info.update(epochs=epochs, lr=lr, layers=list(layers), test_model="holdout")
     if opts.get("refit"):  # the test period follows the holdout: the last weeks of train may be worth more than a score
         learn, processor, _ = fit(data.train, None, ctx.fold_dir / "refit", find_lr=False)
         info["test_model"] = "refit on all train rows"

@@ -17,6 +17,7 @@ _LAZY = {
     "prediction_loader": "kitbox.tabular.training",
     "log_y_range": "kitbox.tabular.training",
     "auto_epochs": "kitbox.tabular.training",
+    "auto_layers": "kitbox.tabular.training",
     "RMSPE_OF_LOG": "kitbox.tabular.training",
     "add_datepart": "kitbox.tabular.features",
     "days_since_until": "kitbox.tabular.features",

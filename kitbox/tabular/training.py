@@ -73,8 +73,16 @@ def start_at_mean(model: TabularModel, task: Task, y) -> None:
         model.head.bias.fill_(mean)
 
 
-def auto_epochs(n_rows: int, batch_size: int, base_epochs: int = 5, min_steps: int = 400, max_epochs: int = 20) -> int:
+def auto_epochs(n_rows: int, batch_size: int, base_epochs: int = 5, min_steps: int = 600, max_epochs: int = 20) -> int:
     """Epochs for a dataset: ``base_epochs`` when that already makes ``min_steps`` optimizer steps, more for small
     data (a few thousand rows need more passes to converge), never more than ``max_epochs``."""
     steps_per_epoch = max(1, n_rows // batch_size)
     return int(min(max_epochs, max(base_epochs, math.ceil(min_steps / steps_per_epoch))))
+
+
+def auto_layers(n_rows: int, layers: Sequence[int] = (1000, 500), full_rows: int = 400_000,
+                min_width: int = 64) -> tuple[int, ...]:
+    """Hidden widths for a dataset: ``layers`` from ``full_rows`` rows up, narrower (by sqrt of the row ratio) below,
+    so a demo-sized table trains in seconds instead of fitting a million-row network to a few thousand rows."""
+    scale = min(1.0, (n_rows / full_rows) ** 0.5)
+    return tuple(max(min_width, int(round(w * scale))) for w in layers)
