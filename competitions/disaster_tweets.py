@@ -123,14 +123,14 @@ def train_language_model(data: CompetitionData, out_dir: Path, quick: bool = Fal
     valid_ids, train_ids = [ids[i] for i in order[:n_valid]], [ids[i] for i in order[n_valid:]]
     cfg = AWDConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(cfg_overrides or {}))
     model = LanguageModel(cfg)
-    bs = 32 if len(ids) < 2000 else 64
+    bs = 32  # small batches: more optimizer steps per epoch, which a from-scratch LM on ~250k tokens needs most
     train_dl = LMLoader(train_ids, batch_size=bs, bptt=70, seed=seed)
     valid_dl = LMLoader(valid_ids, batch_size=min(bs, 16), bptt=70, shuffle=False)
     learn = Learner(model, train_dl, task=Task("multiclass", n_out=len(vocab)), wd=0.1, clip=0.4,
                     run_dir=out_dir, seed=seed)
     epochs = 2 if quick else 5
     t0 = time.perf_counter()
-    learn.fit_one_cycle(epochs, 5e-3, moms=(0.8, 0.7, 0.8))
+    learn.fit_one_cycle(epochs, 1e-2, moms=(0.8, 0.7, 0.8))
     seconds = time.perf_counter() - t0
     metrics = evaluate_lm(learn.model, valid_dl)
     metrics.update(epochs=epochs, seconds=seconds, train_tokens=train_dl.n_tokens, valid_tokens=valid_dl.n_tokens,
