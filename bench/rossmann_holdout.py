@@ -63,7 +63,8 @@ def main():
                     peak_gb=round(peak_gb(), 2), train_rows=len(train_idx), valid_rows=len(valid_idx),
                     gap_weeks=args.gap_weeks, info=result.info)
         print(json.dumps(line, default=str), flush=True)
-        np.save(args.run_dir / name / "fold0" / "oof.npy", result.oof)
+        ctx.fold_dir.mkdir(parents=True, exist_ok=True)  # recipes that save nothing leave no folder
+        np.save(ctx.fold_dir / "oof.npy", result.oof)
 
 
 if __name__ == "__main__":
