@@ -124,7 +124,7 @@ def train_language_model(data: CompetitionData, out_dir: Path, quick: bool = Fal
     cfg = AWDConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(cfg_overrides or {}))
     model = LanguageModel(cfg)
     bs = 32  # small batches: more optimizer steps per epoch, which a from-scratch LM on ~250k tokens needs most
-    train_dl = LMLoader(train_ids, batch_size=bs, bptt=70, seed=seed)
+    train_dl = LMLoader(train_ids, batch_size=bs, bptt=35, seed=seed)  # short windows: more steps per epoch
     valid_dl = LMLoader(valid_ids, batch_size=min(bs, 16), bptt=70, shuffle=False)
     learn = Learner(model, train_dl, task=Task("multiclass", n_out=len(vocab)), wd=0.1, clip=0.4,
                     run_dir=out_dir, seed=seed)
