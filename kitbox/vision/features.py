@@ -71,7 +71,7 @@ def cached_features(
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"features-{view}-{_fingerprint(model, items, view)}.pt"
     if path.exists():
-        return torch.load(path)
+        return torch.load(path, weights_only=True)  # a plain tensor: never unpickle code
     feats = compute_features(model, items, transform, desc=f"features {view}", **kwargs)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(feats, tmp)
