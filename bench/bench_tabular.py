@@ -1,7 +1,12 @@
 """One epoch of the entity-embedding MLP (layers 1000-500, batch 512) on Rossmann-shaped data: kitbox's Learner
 against the leanest hand-written loop over the same tensors, in the same process (issues 2 and 4).
 
-    nohup python bench/bench_tabular.py --rows 1000000 --rounds 2 --threads 2 > /tmp/bench_tabular.log 2>&1 &
+    nohup python bench/bench_tabular.py --data ../shared/data/rossmann-store-sales --rounds 2 --threads 2 \
+        > /tmp/bench_tabular.log 2>&1 &
+
+``--data`` takes the real rows: the Rossmann adapter's open-day training rows (~844k on Kaggle's full data) through
+the fitted processor, exactly the tensors ``submit.py rossmann`` trains on. Without it, ``--rows`` synthetic rows
+with the real problem's cardinalities stand in (for a machine without the data).
 
 Both loops train the same model from the same initial weights with the same AdamW settings on batches sliced from
 the same pre-built tensors through a shuffled index. Rounds alternate (lean, Learner, lean, Learner, ...) so a
@@ -11,7 +16,9 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +42,18 @@ def make_data(n_rows: int, seed: int = 0):
     # a learnable target in log-sales units, so both loops do real optimization work
     y = 8.5 + 0.3 * torch.tanh(x_cont[:, :4].sum(1)) + 0.01 * (x_cat[:, 0] % 17).float()
     return x_cat, x_cont, y
+
+
+def real_data(data_dir: Path):
+    """The Rossmann adapter's training rows as (x_cat, x_cont, log sales) tensors, plus the cardinalities."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` lives beside `kitbox`
+    from competitions.rossmann import Rossmann
+    from kitbox.tabular.processor import TabularProcessor
+
+    data = Rossmann().load(data_dir)
+    processor = TabularProcessor(data.extra["cat_names"], data.extra["cont_names"]).fit(data.train)
+    x_cat, x_cont, y = processor.tensors(data.train, np.log(data.train["Sales"].to_numpy(np.float64)))
+    return x_cat, x_cont, y.float(), processor.cardinalities, len(processor.cont_names)
 
 
 def lean_epoch(model, x_cat, x_cont, y, bs, lr, wd, y_range, seed):
@@ -66,7 +85,8 @@ def learner_epoch(model, x_cat, x_cont, y, bs, lr, wd, y_range, seed, progress):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--data", type=Path, default=None, help="Rossmann folder: benchmark on its real rows")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="synthetic rows when --data is not given")
     parser.add_argument("--bs", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=2, help="epochs of each loop, alternating")
     parser.add_argument("--threads", type=int, default=2)
@@ -74,10 +94,13 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x_cat, x_cont, y = make_data(args.rows)
+    if args.data is not None:
+        x_cat, x_cont, y, cardinalities, n_cont = real_data(args.data)
+    else:
+        (x_cat, x_cont, y), cardinalities, n_cont = make_data(args.rows), ROSSMANN_CARDINALITIES, ROSSMANN_N_CONT
     y_range = (0.0, float(y.max()) * 1.2)
-    init = TabularModel(ROSSMANN_CARDINALITIES, ROSSMANN_N_CONT, layers=(1000, 500), ps=(0.001, 0.01), emb_drop=0.04)
-    print(f"rows {args.rows}, batch {args.bs}, {sum(p.numel() for p in init.parameters()):,} parameters, "
+    init = TabularModel(cardinalities, n_cont, layers=(1000, 500), ps=(0.001, 0.01), emb_drop=0.04)
+    print(f"rows {len(y)} ({'real: ' + str(args.data) if args.data else 'synthetic'}), batch {args.bs}, {sum(p.numel() for p in init.parameters()):,} parameters, "
           f"{args.threads} threads", flush=True)
     lean, kit = [], []
     for r in range(args.rounds):

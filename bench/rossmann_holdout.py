@@ -10,12 +10,14 @@ import argparse
 import json
 import logging
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` lives beside `kitbox` in the repo
 from competitions.rossmann import Rossmann
 from kitbox.competition import FoldContext
 

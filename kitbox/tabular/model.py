@@ -80,17 +80,19 @@ def embedding_frames(model: TabularModel, processor) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def add_embeddings(x_cat: np.ndarray, frames: dict[str, pd.DataFrame], columns: Sequence[str] | None = None) -> pd.DataFrame:
+def add_embeddings(x_cat: np.ndarray, frames: dict[str, pd.DataFrame], columns: Sequence[str] | None = None,
+                   dtype=np.float32) -> pd.DataFrame:
     """Replace categorical codes by their embedding vectors (rows of ``frames``), e.g. as inputs for a GBM.
 
-    ``x_cat`` are the processor's codes (column order = ``frames`` order); ``columns`` picks which columns to expand.
+    ``x_cat`` are the processor's codes (column order = ``frames`` order); ``columns`` picks which columns to expand;
+    ``dtype`` is the vectors' (float32: the network's own precision, half the memory of float64).
     """
     names = list(frames)
     columns = names if columns is None else list(columns)
     blocks = []
     for name in columns:
         j = names.index(name)
-        table = frames[name].to_numpy()
+        table = frames[name].to_numpy(dtype)
         blocks.append(pd.DataFrame(table[x_cat[:, j]], columns=frames[name].columns))
     return pd.concat(blocks, axis=1) if blocks else pd.DataFrame(index=range(len(x_cat)))
 

@@ -90,3 +90,43 @@ class TransformerClassifier(nn.Module):
         rest = [child for child in self.backbone.children()
                 if child is not embeddings and not any(m is blocks for m in child.modules())]
         return [embeddings, *blocks, nn.ModuleList([*rest, self.head])]
+
+
+# what a word-level special token means in a word-piece vocabulary (None: no counterpart, keeps its random init)
+_SPECIAL_WORDS = {"xxunk": "[UNK]", "xxpad": "[PAD]", "xxbos": "[CLS]", "xxeos": "[SEP]", "xxfld": "|",
+                  "xxurl": "link", "xxuser": "user", "xxhash": "#", "xxrep": None, "xxwrep": None, "xxmaj": None,
+                  "xxup": None}
+
+
+@torch.no_grad()
+def word_vectors_from_transformer(itos: list[str], path: str | Path | None = None, dim: int | None = None,
+                                  std: float = 0.0577, seed: int = 0) -> tuple[torch.Tensor, int]:
+    """Pretrained vectors for a word vocabulary, taken from a transformer's input (word-piece) embeddings: each word
+    is split into word pieces and their vectors averaged. Reduced to ``dim`` columns by PCA when smaller than the
+    model's width, and scaled to ``std`` (the spread of the AWD-LSTM's own uniform(-0.1, 0.1) init). Words with no
+    counterpart (``xxmaj``, ``xxrep``...) get random vectors. Returns (vectors (len(itos), dim), words found)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path) if path is not None else default_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    table = AutoModel.from_pretrained(path, local_files_only=True).get_input_embeddings().weight.float()
+    words = [_SPECIAL_WORDS.get(w, w) for w in itos]
+    pieces = tokenizer([w or "" for w in words], add_special_tokens=False, verbose=False)["input_ids"]
+    vectors = torch.zeros(len(itos), table.shape[1])
+    found = torch.zeros(len(itos), dtype=torch.bool)
+    for i, (word, ids) in enumerate(zip(words, pieces)):
+        if word is not None and word.startswith("[") and word in tokenizer.get_vocab():
+            ids = [tokenizer.convert_tokens_to_ids(word)]
+        if word is not None and ids:
+            vectors[i] = table[ids].mean(0)
+            found[i] = True
+    if dim is not None and dim < vectors.shape[1]:
+        mean = vectors[found].mean(0)
+        _, _, v = torch.linalg.svd(vectors[found] - mean, full_matrices=False)
+        vectors = (vectors - mean) @ v[:dim].T
+        if vectors.shape[1] < dim:  # fewer words than dimensions (a tiny vocabulary): pad with zero columns
+            vectors = torch.cat([vectors, vectors.new_zeros(len(itos), dim - vectors.shape[1])], 1)
+    vectors = vectors * (std / vectors[found].std())
+    g = torch.Generator().manual_seed(seed)
+    vectors[~found] = (torch.rand(int((~found).sum()), vectors.shape[1], generator=g) * 2 - 1) * 0.1
+    return vectors, int(found.sum())
