@@ -255,7 +255,9 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
 
     Options: ``epochs`` (default: 20 from 400k rows, else 5 or more for ~600 steps), ``lr`` (2e-3; 3e-3 for short
     schedules), ``bs`` (512),
-    ``quick`` (one epoch), ``refit`` (also train on every train row, holdout included, and predict test with that).
+    ``quick`` (one epoch), ``refit`` (also train on every train row, holdout included, and predict test with that:
+    recommended for a final submission; a model that never saw the 6 weeks before the holdout scored 0.1131 on it
+    against 0.1029 for one that did, and the holdout model has not seen the 6 weeks before the test period).
     """
     from kitbox.tabular.model import embedding_frames, save_embeddings
     from kitbox.tabular.processor import TabularProcessor
