@@ -328,10 +328,11 @@ def _lightgbm(ctx: FoldContext, embeddings: dict | None) -> FoldResult:
     processor = TabularProcessor(data.extra["cat_names"], data.extra["cont_names"]).fit(train)
     # fewer rounds for small data: boosting 3,000 rounds on a few thousand rows only memorizes them
     rounds = int(opts.get("gbm_rounds") or min(1500, max(300, len(train) // 500)))
+    x_valid = _gbm_frame(processor, valid, embeddings)  # built once: watched while boosting, then predicted
     booster = fit_lightgbm(_gbm_frame(processor, train, embeddings), np.log(train["Sales"].to_numpy(np.float64)),
-                           _gbm_frame(processor, valid, embeddings), np.log(valid["Sales"].to_numpy(np.float64)),
+                           x_valid, np.log(valid["Sales"].to_numpy(np.float64)),
                            num_boost_round=rounds, seed=ctx.seed, threads=opts.get("gbm_threads"))
-    oof = np.exp(predict_lightgbm(booster, _gbm_frame(processor, valid, embeddings)))
+    oof = np.exp(predict_lightgbm(booster, x_valid))
     test = np.exp(predict_lightgbm(booster, _gbm_frame(processor, data.test, embeddings)))
     return FoldResult(oof=oof, test=np.where(_open_test_rows(data), test, 0.0), info={"rounds": rounds})
 
