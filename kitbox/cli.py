@@ -231,8 +231,12 @@ def summary_text(slug: str, metric, report: dict, blend=None, submission: list |
         lines.append(f"  {name:20s} OOF {r['oof']:.5f}   folds {r['mean']:.5f} +- {r['std']:.5f} [{folds}]{todo}")
     if blend is not None:
         weights = ", ".join(f"{n} {w:.2f}" for n, w in blend["weights"].items() if w > 0)
-        lines.append(f"  {'blend':20s} OOF {blend['score']:.5f}   weights: {weights}")
-        lines.append(f"CV score: {blend['score']:.5f}")
+        other = blend.get("metric", metric.name) != metric.name  # blended by another objective: show every recipe's
+        if other:
+            singles = ", ".join(f"{n} {s:.5f}" for n, s in blend["single_scores"].items())
+            lines.append(f"  blended by {blend['metric']} on OOF: {singles}")
+        lines.append(f"  {'blend':20s} OOF {blend['score']:.5f}{' ' + blend['metric'] if other else ''}   weights: {weights}")
+        lines.append(f"CV score: {blend['score']:.5f}{' (' + blend['metric'] + ')' if other else ''}")
     for path in submission or []:
         lines.append(f"submission: {path}")
     lines.append(f"elapsed: {_elapsed(seconds)}")
@@ -320,14 +324,18 @@ def run_command(args, competition=None) -> int:
     by_rank = metric.name in ensemble.RANK_METRICS
     oofs = {name: res.oof() for name, res in results.items()}
     rows = np.logical_and.reduce([mask for _, mask in oofs.values()])
-    found = ensemble.caruana({n: oof[rows] for n, (oof, _) in oofs.items()}, y[rows], metric, rank=by_rank)
+    blend_metric = comp.blend_metric
+    found = ensemble.caruana({n: oof[rows] for n, (oof, _) in oofs.items()}, y[rows], blend_metric, rank=by_rank)
     tests = {name: cv.recipe_test_pred(res, metric) for name, res in results.items()}
     test_pred = ensemble.blend(tests, found.weights, rank=by_rank)
     save_npy(run_dir / "test_blend.npy", test_pred)
-    blend_report = {"weights": found.weights, "score": found.score, "single_scores": found.single_scores,
-                    "best_single": found.best_single, "rows": int(rows.sum())}
+    blend_report = {"metric": blend_metric.name, "weights": found.weights, "score": found.score,
+                    "single_scores": found.single_scores, "best_single": found.best_single, "rows": int(rows.sum())}
+    if blend_metric.name != metric.name:  # the plot shows the recipes in the metric, so the blend too
+        blended = ensemble.blend({n: oof[rows] for n, (oof, _) in oofs.items()}, found.weights, rank=by_rank)
+        blend_report[f"score_{metric.name}"] = float(metric(y[rows], blended))
     metrics["blend"] = blend_report
-    cv.plot_cv(report, metric, run_dir / "cv_scores.png", found.score)
+    cv.plot_cv(report, metric, run_dir / "cv_scores.png", blend_report.get(f"score_{metric.name}", found.score))
 
     table = comp.submission(data, test_pred)
     sample = data.sample_submission

@@ -66,9 +66,17 @@ class Competition:
     default_folds: int = 5
     sample_dir: Path | None = None  # the embedded mini competition shipped in the repo
 
+    # what blend weights are chosen by on OOF, when not the metric itself: e.g. "f1_best_cut" for a competition
+    # whose labels come from a threshold tuned on OOF, so the blend is picked for the score its labels will get
+    blend_metric_name: str = ""
+
     @property
     def metric(self) -> Metric:
         return get_metric(self.metric_name)
+
+    @property
+    def blend_metric(self) -> Metric:
+        return get_metric(self.blend_metric_name or self.metric_name)
 
     def load(self, data_dir: Path) -> CompetitionData:
         raise NotImplementedError(f"{type(self).__name__}.load")

@@ -59,6 +59,35 @@ def f1(y_true, y_pred, threshold: float = 0.5) -> float:
     return float(skm.f1_score(np.asarray(y_true).ravel(), _labels(y_pred, threshold)))
 
 
+F1_CUTS = np.round(np.linspace(0.05, 0.95, 91), 2)  # the probability cuts an OOF-tuned F1 threshold is chosen from
+
+
+def f1_at_cuts(y_true, prob, cuts=F1_CUTS) -> np.ndarray:
+    """F1 of ``prob >= cut`` for every cut at once (two sorts and a search, not one sklearn call per cut)."""
+    y_true, prob = np.asarray(y_true).ravel().astype(bool), _as_float(prob).ravel()
+    cuts = np.asarray(cuts, dtype=np.float64)
+    n_pos = int(y_true.sum())
+    predicted = len(prob) - np.searchsorted(np.sort(prob), cuts, side="left")
+    hits = n_pos - np.searchsorted(np.sort(prob[y_true]), cuts, side="left")
+    denom = predicted + n_pos
+    return np.where(denom > 0, 2.0 * hits / np.maximum(denom, 1), 0.0)
+
+
+def best_f1_cut(y_true, prob, cuts=F1_CUTS) -> tuple[float, float]:
+    """The probability cut that maximises F1 (chosen on OOF predictions), and that F1. On a plateau of equal
+    F1 it takes the middle cut, the one farthest from the rows on either side."""
+    scores = f1_at_cuts(y_true, prob, cuts)
+    ties = np.flatnonzero(scores == scores.max())
+    best = ties[len(ties) // 2]
+    return float(np.asarray(cuts)[best]), float(scores[best])
+
+
+def f1_best_cut(y_true, y_pred) -> float:
+    """F1 at the cut :func:`best_f1_cut` picks: the score of a submission whose threshold is tuned on OOF, and so
+    the objective to choose blend weights by when that is how the labels are made."""
+    return best_f1_cut(y_true, y_pred)[1]
+
+
 def auc(y_true, y_pred) -> float:
     y_pred = _as_float(y_pred)
     if y_pred.ndim == 2 and y_pred.shape[1] > 1:
@@ -105,6 +134,7 @@ METRICS: dict[str, Metric] = {
         Metric("log_loss", log_loss, False),
         Metric("accuracy", accuracy, True),
         Metric("f1", f1, True),
+        Metric("f1_best_cut", f1_best_cut, True),
         Metric("auc", auc, True),
         Metric("f2_multilabel", fbeta_multilabel, True),
     ]

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -141,6 +142,31 @@ def test_full_run_writes_checked_submission_and_summary(tmp_path, capsys):
     # asking for a different number of folds on the same run folder is refused, with the fix
     assert cli.main(argv[:-1] + ["4"], competition=SkDigits()) == 1
     assert "--fresh" in capsys.readouterr().err
+
+
+def test_a_competition_can_blend_by_another_objective_than_its_metric(tmp_path, capsys):
+    from kitbox import ensemble
+    from kitbox.metrics import log_loss
+
+    class ByLogLoss(SkDigits):
+        blend_metric_name = "log_loss"  # e.g. F1 at a tuned cut for Disaster Tweets
+
+    run_dir = tmp_path / "run"
+    argv = ["sk-digits", "--data", str(tmp_path), "--run-dir", str(run_dir), "--out", str(tmp_path / "s.csv"), "--n-folds", "3"]
+    assert cli.main(argv, competition=ByLogLoss()) == 0
+    blend = json.loads((run_dir / "metrics.json").read_text())["blend"]
+    assert blend["metric"] == "log_loss" and "blended by log_loss on OOF" in capsys.readouterr().out
+    y = ByLogLoss().targets(ByLogLoss().load(tmp_path))
+    oofs = {}
+    for name in ("logreg", "bayes"):
+        oofs[name] = np.zeros((len(y), 10))
+        for k in range(3):
+            fold = run_dir / name / f"fold{k}"
+            oofs[name][np.load(fold / "valid_idx.npy")] = np.load(fold / "oof.npy")
+    assert blend["single_scores"]["bayes"] == pytest.approx(log_loss(y, oofs["bayes"]))
+    blended = ensemble.blend(oofs, blend["weights"])
+    assert blend["score"] == pytest.approx(log_loss(y, blended))
+    assert blend["score_accuracy"] == pytest.approx(np.mean(blended.argmax(1) == y))  # the competition's metric too
 
 
 def test_fold_subset_writes_no_submission_until_every_fold_ran(tmp_path, capsys):

