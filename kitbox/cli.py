@@ -231,12 +231,14 @@ def summary_text(slug: str, metric, report: dict, blend=None, submission: list |
         lines.append(f"  {name:20s} OOF {r['oof']:.5f}   folds {r['mean']:.5f} +- {r['std']:.5f} [{folds}]{todo}")
     if blend is not None:
         weights = ", ".join(f"{n} {w:.2f}" for n, w in blend["weights"].items() if w > 0)
-        other = blend.get("metric", metric.name) != metric.name  # blended by another objective: show every recipe's
-        if other:
+        by = blend.get("metric", metric.name)
+        named = ""
+        if by != metric.name:  # blended by another objective: every recipe's score in it, and the blend's named
             singles = ", ".join(f"{n} {s:.5f}" for n, s in blend["single_scores"].items())
-            lines.append(f"  blended by {blend['metric']} on OOF: {singles}")
-        lines.append(f"  {'blend':20s} OOF {blend['score']:.5f}{' ' + blend['metric'] if other else ''}   weights: {weights}")
-        lines.append(f"CV score: {blend['score']:.5f}{' (' + blend['metric'] + ')' if other else ''}")
+            lines.append(f"  blended by {by} on OOF: {singles}")
+            named = f" ({by})"
+        lines.append(f"  {'blend':20s} OOF {blend['score']:.5f}{named}   weights: {weights}")
+        lines.append(f"CV score: {blend['score']:.5f}{named}")
     for path in submission or []:
         lines.append(f"submission: {path}")
     lines.append(f"elapsed: {_elapsed(seconds)}")

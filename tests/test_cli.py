@@ -152,10 +152,12 @@ def test_a_competition_can_blend_by_another_objective_than_its_metric(tmp_path, 
         blend_metric_name = "log_loss"  # e.g. F1 at a tuned cut for Disaster Tweets
 
     run_dir = tmp_path / "run"
-    argv = ["sk-digits", "--data", str(tmp_path), "--run-dir", str(run_dir), "--out", str(tmp_path / "s.csv"), "--n-folds", "3"]
+    argv = ["sk-digits", "--data", str(tmp_path), "--run-dir", str(run_dir), "--out", str(tmp_path / "s.csv"),
+            "--n-folds", "3"]
     assert cli.main(argv, competition=ByLogLoss()) == 0
     blend = json.loads((run_dir / "metrics.json").read_text())["blend"]
-    assert blend["metric"] == "log_loss" and "blended by log_loss on OOF" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert blend["metric"] == "log_loss" and "blended by log_loss on OOF" in printed and "(log_loss)" in printed
     y = ByLogLoss().targets(ByLogLoss().load(tmp_path))
     oofs = {}
     for name in ("logreg", "bayes"):

@@ -149,3 +149,11 @@ def test_ulmfit_language_model_is_trained_once_and_reused(sample, tmp_path):
     assert other.oof.shape == (len(ctx.train_idx),) and np.isfinite(other.oof).all()
     assert other.info["schedule"] == "gradual"
     assert (lm_dir / "encoder.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_an_unknown_ulmfit_schedule_is_refused_before_any_training(sample, tmp_path):
+    ctx = _fold_ctx(sample, tmp_path, "ulmfit")
+    ctx.options["schedule"] = "slanted"
+    with pytest.raises(ValueError, match="schedule=plain or --set schedule=gradual"):
+        ulmfit_recipe(ctx)
+    assert not (tmp_path / "ulmfit_lm").exists()  # failed before the language model was trained
