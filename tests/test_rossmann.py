@@ -156,6 +156,25 @@ def test_recipes_end_to_end_on_the_sample(comp, data, tmp_path):
         assert (fold_dir / name).exists(), name
 
 
+def test_refit_scores_the_holdout_model_and_predicts_test_with_one_trained_on_every_row(comp, data, tmp_path):
+    folds = comp.split(data, 1, seed=0)
+    valid_idx, train_idx = np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
+    options = {"epochs": 1, "progress": False, "lr": 3e-3}
+    results = {}
+    for refit in (False, True):
+        ctx = FoldContext(0, train_idx, valid_idx, data, tmp_path / f"refit_{refit}" / "fold0", seed=0,
+                          options={**options, "refit": refit})
+        results[refit] = entity_embedding(ctx)
+    plain, refit = results[False], results[True]
+    assert np.allclose(plain.oof, refit.oof)  # the OOF score is the holdout model's either way
+    assert plain.info["test_model"] == "holdout" and refit.info["test_model"] == "refit on all train rows"
+    refit_dir = tmp_path / "refit_True" / "fold0" / "refit"
+    assert (refit_dir / "model.safetensors").exists() and (refit_dir / "processor.json").exists()
+    open_rows = data.test["Open"].to_numpy() != 0
+    assert np.isfinite(refit.test).all() and (refit.test[~open_rows] == 0).all()
+    assert not np.allclose(plain.test[open_rows], refit.test[open_rows])  # test comes from the other model
+
+
 @pytest.mark.skipif(not FULL.exists(), reason=f"full Rossmann data not found at {FULL}")
 def test_full_data_holdout_dates(comp):
     data = comp.load(FULL)
