@@ -255,9 +255,10 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
 
     Options: ``epochs`` (default: 20 from 400k rows, else 5 or more for ~600 steps), ``lr`` (2e-3; 3e-3 for short
     schedules), ``bs`` (512),
-    ``quick`` (one epoch), ``refit`` (also train on every train row, holdout included, and predict test with that:
-    recommended for a final submission; a model that never saw the 6 weeks before the holdout scored 0.1131 on it
-    against 0.1029 for one that did, and the holdout model has not seen the 6 weeks before the test period).
+    ``quick`` (one epoch), ``refit`` (on by default; ``--set refit=false`` turns it off: after the holdout model has
+    given the OOF score, train once more on every train row, holdout included, and predict test with that model.
+    A model that never saw the 6 weeks before the holdout scored 0.1131 on it against 0.1029 for one that did,
+    and the holdout model has not seen the 6 weeks before the test period).
     """
     from kitbox.tabular.model import embedding_frames, save_embeddings
     from kitbox.tabular.processor import TabularProcessor
@@ -296,7 +297,7 @@ def entity_embedding(ctx: FoldContext) -> FoldResult:
     oof = np.exp(learn.predict(prediction_loader(processor, valid)))
     save_embeddings(embedding_frames(learn.model, processor), ctx.fold_dir / "embeddings.json")
     info.update(epochs=epochs, lr=lr, layers=list(layers), test_model="holdout")
-    if opts.get("refit"):  # the test period follows the holdout: the last weeks of train may be worth more than a score
+    if opts.get("refit", True) and not opts.get("quick"):  # the test period follows the holdout: its weeks matter
         learn, processor, _ = fit(data.train, None, ctx.fold_dir / "refit", find_lr=False)
         info["test_model"] = "refit on all train rows"
     test = np.exp(learn.predict(prediction_loader(processor, data.test)))

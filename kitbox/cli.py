@@ -111,12 +111,16 @@ def parse_folds(text: str | None) -> tuple[int | None, list[int] | None]:
 
 
 def parse_options(pairs: list[str]) -> dict:
-    """``["epochs=3", "lr=3e-3", "arch=resnet34"]`` -> ``{"epochs": 3, "lr": 0.003, "arch": "resnet34"}``."""
+    """``["epochs=3", "lr=3e-3", "arch=resnet34", "refit=false"]`` -> ``{"epochs": 3, "lr": 0.003, "arch": "resnet34",
+    "refit": False}``: numbers become numbers, true / false (any case) booleans, the rest stays text."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise CLIError(f"--set {pair!r}: write KEY=VALUE, e.g. --set epochs=3")
+        if value.strip().lower() in ("true", "false"):  # "false" as text would be truthy
+            options[key.strip()] = value.strip().lower() == "true"
+            continue
         for cast in (int, float):
             try:
                 value = cast(value)

@@ -99,6 +99,8 @@ def test_parse_folds():
 
 def test_parse_options():
     assert cli.parse_options(["epochs=3", "lr=3e-3", "arch=resnet34"]) == {"epochs": 3, "lr": 0.003, "arch": "resnet34"}
+    # a boolean switch turns off with "false": as the text "false" it would be truthy
+    assert cli.parse_options(["refit=false", "from_scratch=True"]) == {"refit": False, "from_scratch": True}
     with pytest.raises(cli.CLIError, match="KEY=VALUE"):
         cli.parse_options(["epochs"])
 

@@ -161,9 +161,9 @@ def test_refit_scores_the_holdout_model_and_predicts_test_with_one_trained_on_ev
     valid_idx, train_idx = np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
     options = {"epochs": 1, "progress": False, "lr": 3e-3}
     results = {}
-    for refit in (False, True):
+    for refit in (False, True):  # True: the default, no option given
         ctx = FoldContext(0, train_idx, valid_idx, data, tmp_path / f"refit_{refit}" / "fold0", seed=0,
-                          options={**options, "refit": refit})
+                          options=options if refit else {**options, "refit": False})
         results[refit] = entity_embedding(ctx)
     plain, refit = results[False], results[True]
     assert np.allclose(plain.oof, refit.oof)  # the OOF score is the holdout model's either way
