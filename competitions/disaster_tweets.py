@@ -166,8 +166,8 @@ def train_language_model(data: CompetitionData, out_dir: Path, quick: bool = Fal
     learn.fit_one_cycle(epochs, lr, moms=(0.8, 0.7, 0.8))
     seconds = time.perf_counter() - t0
     metrics = evaluate_lm(learn.model, valid_dl)
-    metrics.update(word_vectors=vectors_from, epochs=epochs, seconds=seconds, train_tokens=train_dl.n_tokens, valid_tokens=valid_dl.n_tokens,
-                   vocab_size=len(vocab), tokens_per_s=train_dl.n_tokens * epochs / seconds, **_stats_info(stats))
+    metrics.update(word_vectors=vectors_from, epochs=epochs, seconds=seconds, train_tokens=train_dl.n_tokens,
+                   valid_tokens=valid_dl.n_tokens, vocab_size=len(vocab), tokens_per_s=train_dl.n_tokens * epochs / seconds, **_stats_info(stats))
     state = {k: v.detach().cpu() for k, v in learn.model.encoder.state_dict().items()}
     save_state(state, out_dir / "encoder.safetensors")
     vocab.save(out_dir / "vocab.json")

@@ -330,15 +330,16 @@ def run_command(args, competition=None) -> int:
     by_rank = metric.name in ensemble.RANK_METRICS
     oofs = {name: res.oof() for name, res in results.items()}
     rows = np.logical_and.reduce([mask for _, mask in oofs.values()])
+    oof_rows = {n: oof[rows] for n, (oof, _) in oofs.items()}  # the rows every recipe predicted
     blend_metric = comp.blend_metric
-    found = ensemble.caruana({n: oof[rows] for n, (oof, _) in oofs.items()}, y[rows], blend_metric, rank=by_rank)
+    found = ensemble.caruana(oof_rows, y[rows], blend_metric, rank=by_rank)
     tests = {name: cv.recipe_test_pred(res, metric) for name, res in results.items()}
     test_pred = ensemble.blend(tests, found.weights, rank=by_rank)
     save_npy(run_dir / "test_blend.npy", test_pred)
     blend_report = {"metric": blend_metric.name, "weights": found.weights, "score": found.score,
                     "single_scores": found.single_scores, "best_single": found.best_single, "rows": int(rows.sum())}
     if blend_metric.name != metric.name:  # the plot shows the recipes in the metric, so the blend too
-        blended = ensemble.blend({n: oof[rows] for n, (oof, _) in oofs.items()}, found.weights, rank=by_rank)
+        blended = ensemble.blend(oof_rows, found.weights, rank=by_rank)
         blend_report[f"score_{metric.name}"] = float(metric(y[rows], blended))
     metrics["blend"] = blend_report
     cv.plot_cv(report, metric, run_dir / "cv_scores.png", blend_report.get(f"score_{metric.name}", found.score))

@@ -112,11 +112,12 @@ def word_vectors_from_transformer(itos: list[str], path: str | Path | None = Non
     table = AutoModel.from_pretrained(path, local_files_only=True).get_input_embeddings().weight.float()
     words = [_SPECIAL_WORDS.get(w, w) for w in itos]
     pieces = tokenizer([w or "" for w in words], add_special_tokens=False, verbose=False)["input_ids"]
+    piece_vocab = tokenizer.get_vocab()  # built on each call: once here, not per word
     vectors = torch.zeros(len(itos), table.shape[1])
     found = torch.zeros(len(itos), dtype=torch.bool)
     for i, (word, ids) in enumerate(zip(words, pieces)):
-        if word is not None and word.startswith("[") and word in tokenizer.get_vocab():
-            ids = [tokenizer.convert_tokens_to_ids(word)]
+        if word is not None and word.startswith("[") and word in piece_vocab:
+            ids = [piece_vocab[word]]
         if word is not None and ids:
             vectors[i] = table[ids].mean(0)
             found[i] = True
