@@ -1,6 +1,15 @@
 """kitbox: a Kaggle competition starter kit. One shared trainer, k-fold CV with out-of-fold predictions,
 ensembling and submissions checked against sample_submission.csv.
 
+A new competition in a notebook::
+
+    import kitbox
+
+    class MyComp(kitbox.TabularCompetition):
+        slug, metric_name = "my-comp", "auc"
+
+    report = kitbox.run(MyComp(), data="/kaggle/input/my-comp")
+
 The names below are imported on first use, so ``import kitbox`` (and ``submit.py --help``) stays fast
 and does not load torch until a model is needed.
 """
@@ -9,6 +18,25 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
+    "run": "kitbox.pipeline",
+    "prepare": "kitbox.pipeline",
+    "train": "kitbox.pipeline",
+    "blend": "kitbox.pipeline",
+    "write": "kitbox.pipeline",
+    "submit": "kitbox.pipeline",
+    "Report": "kitbox.pipeline",
+    "Competition": "kitbox.competition",
+    "CompetitionData": "kitbox.competition",
+    "Columns": "kitbox.competition",
+    "FoldContext": "kitbox.competition",
+    "FoldPredictions": "kitbox.competition",
+    "Recipe": "kitbox.competition",
+    "recipe": "kitbox.competition",
+    "TabularCompetition": "kitbox.bases",
+    "TextCompetition": "kitbox.bases",
+    "ImageCompetition": "kitbox.bases",
+    "TableCompetition": "kitbox.bases",
+    "get_competition": "kitbox.registry",
     "Learner": "kitbox.learner",
     "TrainingDiverged": "kitbox.learner",
     "SaveBest": "kitbox.learner",

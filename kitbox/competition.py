@@ -1,13 +1,16 @@
-"""The contract between a competition adapter (``competitions/SLUG.py``) and the kitbox pipeline.
+"""The contract between a competition adapter and the kitbox pipeline.
 
-An adapter subclasses :class:`Competition` and says five things: how to read the files
-(``load``), how to split the training rows into folds (``split``), the target to score
-out-of-fold predictions against (``targets``), the training recipes (``recipes``), and how
-test predictions become the submission (``submission``). The fold runner, ensembler and
-submission checker in kitbox do the rest, identically for every competition.
+An adapter subclasses :class:`Competition` (or one of the ready-made bases in :mod:`kitbox.bases`) and says:
+how to read the files (``load``), how to split the training rows into folds (``split``), the targets OOF
+predictions are scored against (``targets``), the training recipes (``recipes``), what to decide from the
+blended OOF predictions (``decide`` / ``apply``: a probability cut, say) and how predictions become the
+submission table (``submission``). The pipeline in :mod:`kitbox.pipeline` does the rest, the same way for
+every competition.
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +19,20 @@ import numpy as np
 import pandas as pd
 
 from kitbox.metrics import Metric, get_metric
+
+TASK_KINDS = ("regression", "binary", "multiclass", "multilabel")
+
+
+@dataclass
+class Columns:
+    """Which columns play which part. Generic recipes read these, so one recipe serves every competition."""
+
+    id: str | None = None  # the submission's id column (also in test.csv)
+    target: list[str] = field(default_factory=list)  # what to predict (several: multi-target / one column per label)
+    text: list[str] = field(default_factory=list)  # free text, joined in this order
+    cat: list[str] = field(default_factory=list)  # categorical inputs (entity embeddings, GBM categories)
+    cont: list[str] = field(default_factory=list)  # continuous inputs
+    group: str | None = None  # rows sharing a value stay in one fold
 
 
 @dataclass
@@ -26,34 +43,222 @@ class CompetitionData:
     test: pd.DataFrame
     sample_submission: pd.DataFrame
     data_dir: Path
-    extra: dict[str, Any] = field(default_factory=dict)  # anything else an adapter needs (store table, image paths...)
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else an adapter needs (a store table...)
     is_sample: bool = False  # True when this is the embedded mini competition
+    sample_path: Path | None = None  # the sample file on disk: every written submission is checked against it
+    task: str | None = None  # one of TASK_KINDS; generic recipes build their head and loss from it
+    classes: list = field(default_factory=list)  # class (or label) values, in the order of prediction columns
+    columns: Columns = field(default_factory=Columns)
+    train_images: Any = None  # kitbox.vision.ImageItems for image competitions, row-aligned with ``train``
+    test_images: Any = None  # row-aligned with ``test``
+    notes: list[str] = field(default_factory=list)  # what loading skipped or assumed, printed in the run summary
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings of the whole run that every recipe may consult (not recipe options)."""
+
+    quick: bool = False  # a smoke test: tiny schedules
+    weights: str | None = None  # a pretrained weights file or folder (--weights)
+    download_weights: bool = False  # allowed to fetch pretrained weights from the hub (--download-weights)
+    from_scratch: bool = False  # no pretrained weights: random init
+    device: str | None = None  # "cpu", "cuda" or None (CUDA when present)
+    n_folds: int = 5
+    progress: bool = True  # progress bars
 
 
 @dataclass
 class FoldContext:
-    """Everything a recipe needs to train one fold."""
+    """Everything a recipe needs to train one fold (or the refit on every row: ``fold == "refit"``)."""
 
-    fold: int  # fold number; validation rows are ``valid_idx``
+    fold: int | str
     train_idx: np.ndarray  # positions into ``data.train``
-    valid_idx: np.ndarray  # positions into ``data.train``; OOF predictions are for exactly these rows
+    valid_idx: np.ndarray  # positions into ``data.train``; OOF predictions are for exactly these rows (empty: refit)
     data: CompetitionData
-    fold_dir: Path  # this fold's folder inside the run folder (checkpoints, plots)
+    y: np.ndarray  # ``Competition.targets(data)``: one target per training row
+    fold_dir: Path  # this fold's own folder (checkpoints, plots)
+    shared_dir: Path  # shared by this recipe's folds in this configuration (caches such as a language model)
     seed: int = 42
-    options: dict[str, Any] = field(default_factory=dict)  # command-line options: weights path, epochs, quick...
+    options: Any = None  # the recipe's typed options: an instance of its options dataclass
+    settings: RunSettings = field(default_factory=RunSettings)
+    inputs: dict[str, Path] = field(default_factory=dict)  # fold folders of the recipes this one needs
+    scored_info: dict = field(default_factory=dict)  # refit only: the ``info`` of the folds that were scored
+
+    @property
+    def quick(self) -> bool:
+        return self.settings.quick
+
+    @property
+    def is_refit(self) -> bool:
+        return self.fold == "refit"
+
+    def task(self, **kwargs):
+        """The :class:`kitbox.tasks.Task` for ``data.task`` (``n_out`` = number of classes / labels / targets)."""
+        from kitbox.tasks import Task
+
+        kind = self.data.task or "regression"
+        if kind in ("multiclass", "multilabel"):
+            kwargs.setdefault("n_out", len(self.data.classes))
+        elif kind == "regression" and self.y.ndim == 2:
+            kwargs.setdefault("n_out", self.y.shape[1])
+        return Task(kind, **kwargs)
 
 
 @dataclass
-class FoldResult:
-    """What a recipe returns for one fold. Arrays are predictions already decoded (probabilities, values)."""
+class FoldPredictions:
+    """What a recipe returns for one fold. Arrays are decoded predictions (probabilities, values)."""
 
     oof: np.ndarray  # shape (len(valid_idx), ...) in the order of ``valid_idx``
     test: np.ndarray  # shape (len(data.test), ...)
     snapshots_test: list[np.ndarray] = field(default_factory=list)  # SGDR snapshot test predictions, if any
-    info: dict[str, Any] = field(default_factory=dict)  # extra figures for metrics.json (e.g. score without TTA)
+    info: dict[str, Any] = field(default_factory=dict)  # figures for metrics.json (e.g. score without TTA)
 
 
-Recipe = Callable[[FoldContext], FoldResult]
+# ---------------------------------------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A recipe without options."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe: a function of a :class:`FoldContext`, its typed options and what it needs.
+
+    ``options`` is a dataclass whose fields are the recipe's options with their defaults (``--set KEY=VALUE``
+    is parsed against it); ``needs`` names recipes whose fold folders this one reads (they run first);
+    ``preflight(data, settings, options)`` raises before any training when the recipe cannot run (missing
+    weights, a missing package).
+    """
+
+    fn: Callable[[FoldContext], FoldPredictions]
+    options: type = NoOptions
+    needs: tuple[str, ...] = ()
+    preflight: Callable | None = None
+    defaults: tuple[tuple[str, Any], ...] = ()  # option defaults changed by ``configure``
+
+    def __call__(self, ctx: FoldContext) -> FoldPredictions:
+        return self.fn(ctx)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__name__", "recipe")
+
+    def configure(self, **defaults) -> "Recipe":
+        """The same recipe with other option defaults: ``cnn.configure(arch="resnet34", size=256)``."""
+        known = option_types(self.options)
+        unknown = sorted(set(defaults) - set(known))
+        if unknown:
+            raise OptionError(f"recipe {self.name!r} has no option(s) {unknown}; its options: {describe_options(self)}")
+        merged = {**dict(self.defaults), **{k: _convert(k, v, known[k], self.name) for k, v in defaults.items()}}
+        return dataclasses.replace(self, defaults=tuple(sorted(merged.items())))
+
+    def make_options(self, values: dict | None = None):
+        """An options instance: the declared defaults, then ``configure``'s, then ``values``."""
+        return self.options(**{**dict(self.defaults), **(values or {})})
+
+
+def recipe(options: type | None = None, needs=(), preflight: Callable | None = None):
+    """Decorator: ``@recipe(options=CNNOptions)`` turns a function of a FoldContext into a :class:`Recipe`."""
+
+    def wrap(fn):
+        return Recipe(fn, options or NoOptions, tuple(needs), preflight)
+
+    return wrap
+
+
+def as_recipe(obj) -> Recipe:
+    """A :class:`Recipe` for a Recipe or a plain function of a FoldContext."""
+    if isinstance(obj, Recipe):
+        return obj
+    if callable(obj):
+        return Recipe(obj)
+    raise TypeError(f"a recipe must be a function of a FoldContext or a kitbox Recipe, got {type(obj).__name__}")
+
+
+class OptionError(ValueError):
+    """An unknown recipe option or a value of the wrong type; the message lists the valid options."""
+
+
+def option_types(options: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(options)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(options)}
+
+
+def describe_options(r: Recipe) -> str:
+    defaults = dataclasses.asdict(r.make_options()) if dataclasses.fields(r.options) else {}
+    if not defaults:
+        return "(none)"
+    return ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+
+
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+def _convert(key: str, value, annotation, recipe_name: str):
+    """``value`` (text from the command line, or a Python value) as the option's declared type."""
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    kinds = [a for a in args if a is not type(None)] or [annotation]
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        if optional:
+            return None
+        raise OptionError(f"option {recipe_name}.{key} cannot be None")
+    for kind in kinds:
+        try:
+            return _as_kind(value, kind)
+        except (TypeError, ValueError):
+            continue
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+    raise OptionError(f"option {recipe_name}.{key}={value!r}: expected {names}")
+
+
+def _as_kind(value, kind):
+    if kind is Any:
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(value)
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
+    if kind is str:
+        return str(value)
+    raise TypeError(f"unsupported option type {kind}")
+
+
+def resolve_options(recipes: dict[str, Recipe], given: dict[str, Any]) -> dict[str, Any]:
+    """Each recipe's options instance from ``given`` (``{"epochs": "3", "cnn.lr": 0.01}``).
+
+    A plain key sets that option in every selected recipe that declares it; ``recipe.key`` sets it in one. A key
+    no selected recipe declares, or a value of the wrong type, is an :class:`OptionError` naming the valid options.
+    """
+    per_recipe: dict[str, dict] = {name: {} for name in recipes}
+    for key, value in given.items():
+        target, _, opt = key.rpartition(".")
+        names = [target] if target else list(recipes)
+        if target and target not in recipes:
+            raise OptionError(f"--set {key}: no recipe {target!r} in this run (recipes: {', '.join(recipes)})")
+        hits = [n for n in names if opt in option_types(recipes[n].options)]
+        if not hits:
+            valid = "; ".join(f"{n}: {describe_options(r)}" for n, r in recipes.items())
+            raise OptionError(f"--set {key}: unknown option {opt!r}. Valid options: {valid}")
+        for n in hits:
+            per_recipe[n][opt] = _convert(opt, value, option_types(recipes[n].options)[opt], n)
+    return {name: recipes[name].make_options(values) for name, values in per_recipe.items()}
+
+
+# ---------------------------------------------------------------------------------------------- the adapter
 
 
 class Competition:
@@ -64,14 +269,19 @@ class Competition:
     metric_name: str = ""  # a key of kitbox.metrics.METRICS
     title: str = ""
     default_folds: int = 5
-    sample_dir: Path | None = None  # the embedded mini competition shipped in the repo
-
+    sample_dir: Path | None = None  # an embedded mini competition shipped with the adapter
     # what blend weights are chosen by on OOF, when not the metric itself: e.g. "f1_best_cut" for a competition
-    # whose labels come from a threshold tuned on OOF, so the blend is picked for the score its labels will get
+    # whose labels come from a cut tuned on OOF, so the blend is picked for the score its labels will get
     blend_metric_name: str = ""
+    # after CV, every recipe trains once more on every training row and predicts test with that model (a time
+    # holdout, where the weeks just before the test period matter); the OOF scores still come from the folds
+    refit: bool = False
 
     @property
     def metric(self) -> Metric:
+        if not self.metric_name:
+            raise ValueError(f"{type(self).__name__}.metric_name is not set: name the competition's metric "
+                             "(its Evaluation page says which), e.g. metric_name = 'auc'")
         return get_metric(self.metric_name)
 
     @property
@@ -93,8 +303,18 @@ class Competition:
         """Named training recipes; each runs on every fold, and the ensembler blends them."""
         raise NotImplementedError(f"{type(self).__name__}.recipes")
 
-    def submission(self, data: CompetitionData, test_pred: np.ndarray) -> pd.DataFrame:
-        """The submission table, in ``data.sample_submission``'s row order and columns."""
+    def decide(self, oof: np.ndarray, y: np.ndarray) -> dict:
+        """What to decide from (blended) OOF predictions before submitting, e.g. ``{"cut": 0.37}``. The pipeline
+        also calls it on every fold's complement to score the decision on rows it was not made on."""
+        return {}
+
+    def apply(self, pred: np.ndarray, decided: dict) -> np.ndarray:
+        """Predictions as the metric and the submission see them, given what ``decide`` returned."""
+        return pred
+
+    def submission(self, data: CompetitionData, pred: np.ndarray) -> pd.DataFrame:
+        """The submission table, in ``data.sample_submission``'s row order and columns (``pred`` is already
+        ``apply``-ed)."""
         raise NotImplementedError(f"{type(self).__name__}.submission")
 
     def score(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from kitbox.competition import CompetitionData, FoldContext, FoldResult, Recipe
+from kitbox.competition import CompetitionData, FoldContext, FoldPredictions, Recipe, RunSettings
 from kitbox.ensemble import RANK_METRICS, fold_mean, snapshot_mean
 from kitbox.metrics import Metric, get_metric
 from kitbox.runs import load_npy, read_json, save_npy, write_json
@@ -106,67 +106,63 @@ def n_folds_of(folds: np.ndarray) -> int:
     return int(folds.max()) + 1
 
 
-def load_or_make_folds(run_dir, n_rows: int, make: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
-    """The run's saved fold assignment (``folds.csv``), or a new one from ``make()`` saved for reruns.
-
-    Returns ``(folds, reused)``. Reusing the saved folds keeps every recipe and every rerun on the
-    same validation rows, which is what makes their OOF predictions comparable and blendable.
-    """
-    path = Path(run_dir) / "folds.csv"
-    if path.exists():
-        saved = pd.read_csv(path)
-        if list(saved.columns) != ["row", "fold"] or len(saved) != n_rows:
-            raise ValueError(
-                f"{path} assigns folds to {len(saved)} rows but the training data has {n_rows}: the data changed "
-                "since this run started. Start over with --fresh, or pick another --run-dir."
-            )
-        return check_folds(saved["fold"].to_numpy(), n_rows), True
-    folds = check_folds(make(), n_rows)
-    from kitbox.runs import atomic_write_text
-
-    atomic_write_text(path, pd.DataFrame({"row": np.arange(n_rows), "fold": folds}).to_csv(index=False))
-    return folds, False
+def make_folds(split, n_rows: int) -> np.ndarray:
+    """``split()`` (the adapter's fold assignment) checked: one id per training row, 0..K-1 with no gaps."""
+    return check_folds(split(), n_rows)
 
 
 # ---------------------------------------------------------------------------------------------- fold runner
 
 
 @dataclass
-class FoldRecord:
-    """One finished (recipe, fold): its predictions and score, as saved in its folder."""
+class FinishedFold:
+    """One finished (recipe, fold), as saved in its folder: predictions, score, time, the recipe's info."""
 
-    fold: int
+    fold: int | str  # a fold id, or "refit" (trained on every row, predicts test only)
     valid_idx: np.ndarray
     oof: np.ndarray
     test: np.ndarray  # the fold's test prediction (its snapshots' mean when it kept SGDR snapshots)
-    score: float
+    score: float | None  # None for the refit, which has no validation rows
     seconds: float
     info: dict = field(default_factory=dict)
 
 
-def fold_dir(run_dir, recipe: str, fold: int) -> Path:
-    return Path(run_dir) / recipe / f"fold{fold}"
+@dataclass
+class RecipePlan:
+    """One recipe in one configuration: its typed options and the folder its folds live in."""
+
+    name: str
+    recipe: Recipe
+    options: object
+    config: dict  # what shaped the folds (kitbox.fingerprint.recipe_config); its hash names ``config_dir``
+    config_dir: Path
+    needs: dict[str, Path] = field(default_factory=dict)  # config folders of the recipes this one reads
 
 
-def is_done(run_dir, recipe: str, fold: int) -> bool:
+def fold_name(fold) -> str:
+    return "refit" if fold == "refit" else f"fold{fold}"
+
+
+def is_done(config_dir, fold) -> bool:
     # done.json is written last, so its presence means every prediction file of the fold is complete
-    return (fold_dir(run_dir, recipe, fold) / "done.json").exists()
+    return (Path(config_dir) / fold_name(fold) / "done.json").exists()
 
 
-def load_fold(run_dir, recipe: str, fold: int, folds: np.ndarray) -> FoldRecord:
-    fdir = fold_dir(run_dir, recipe, fold)
+def load_fold(config_dir, fold, folds: np.ndarray) -> FinishedFold:
+    fdir = Path(config_dir) / fold_name(fold)
     done = read_json(fdir / "done.json")
     valid_idx = load_npy(fdir / "valid_idx.npy")
-    if not np.array_equal(valid_idx, np.flatnonzero(folds == fold)):
-        raise ValueError(f"{fdir} was trained on other validation rows than fold {fold} of folds.csv; use --fresh")
-    return FoldRecord(fold, valid_idx, load_npy(fdir / "oof.npy"), load_npy(fdir / "test.npy"),
-                      done["score"], done["seconds"], done.get("info", {}))
+    expected = np.array([], dtype=np.int64) if fold == "refit" else np.flatnonzero(folds == fold)
+    if not np.array_equal(valid_idx, expected):
+        raise ValueError(f"{fdir} was trained on other validation rows than fold {fold}; move it aside with --fresh")
+    return FinishedFold(fold, valid_idx, load_npy(fdir / "oof.npy"), load_npy(fdir / "test.npy"), done["score"],
+                        done["seconds"], done.get("info", {}))
 
 
-def _checked(result, name: str, fold: int, n_valid: int, n_test: int) -> tuple[np.ndarray, np.ndarray, list]:
-    where = f"recipe {name!r} fold {fold}"
-    if not isinstance(result, FoldResult):
-        raise TypeError(f"{where} returned {type(result).__name__}; a recipe must return kitbox.competition.FoldResult")
+def _checked(result, name: str, fold, n_valid: int, n_test: int) -> tuple[np.ndarray, np.ndarray, list]:
+    where = f"recipe {name!r} " + ("refit" if fold == "refit" else f"fold {fold}")
+    if not isinstance(result, FoldPredictions):
+        raise TypeError(f"{where} returned {type(result).__name__}; a recipe returns kitbox.FoldPredictions")
     oof, test = np.asarray(result.oof), np.asarray(result.test)
     snaps = [np.asarray(s) for s in result.snapshots_test]
     for what, arr, n in [("oof", oof, n_valid), ("test", test, n_test)] + [("snapshot", s, n_test) for s in snaps]:
@@ -177,47 +173,68 @@ def _checked(result, name: str, fold: int, n_valid: int, n_test: int) -> tuple[n
     return oof, test, snaps
 
 
-def run_fold(name: str, recipe: Recipe, fold: int, folds: np.ndarray, data: CompetitionData, y: np.ndarray,
-             metric: Metric, run_dir, seed: int = 42, options: dict | None = None, write: bool = True) -> FoldRecord:
-    """Train one recipe on one fold and save its predictions; a finished fold is loaded, never retrained.
+def fold_context(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionData, y: np.ndarray, seed: int,
+                 settings: RunSettings, scored_info: dict | None = None) -> FoldContext:
+    if fold == "refit":  # every labelled row trains; nothing is left to validate on
+        valid_idx, train_idx = np.array([], dtype=np.int64), np.arange(len(folds))
+    else:
+        valid_idx, train_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+    fdir = plan.config_dir / fold_name(fold)
+    return FoldContext(fold=fold, train_idx=train_idx, valid_idx=valid_idx, data=data, y=y, fold_dir=fdir,
+                       shared_dir=plan.config_dir / "shared", seed=seed, options=plan.options, settings=settings,
+                       inputs={dep: d / fold_name(fold) for dep, d in plan.needs.items()},
+                       scored_info=dict(scored_info or {}))
 
-    ``write=False`` trains without saving: the other ranks of a torchrun job, where only rank 0 writes.
+
+def run_fold(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionData, y: np.ndarray, metric: Metric,
+             seed: int = 42, settings: RunSettings = RunSettings(), scored_info: dict | None = None,
+             save: bool = True) -> FinishedFold:
+    """Train one recipe on one fold (or the refit) and save its predictions; a finished fold is loaded instead.
+
+    ``save=False`` trains without writing: under torchrun every rank trains, only rank 0 saves.
     """
-    if is_done(run_dir, name, fold):
-        return load_fold(run_dir, name, fold, folds)
-    fdir = fold_dir(run_dir, name, fold)
-    fdir.mkdir(parents=True, exist_ok=True)
-    valid_idx, train_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
-    ctx = FoldContext(fold=fold, train_idx=train_idx, valid_idx=valid_idx, data=data, fold_dir=fdir,
-                      seed=seed, options=dict(options or {}))
+    if is_done(plan.config_dir, fold):
+        return load_fold(plan.config_dir, fold, folds)
+    ctx = fold_context(plan, fold, folds, data, y, seed, settings, scored_info)
+    if save:
+        ctx.fold_dir.mkdir(parents=True, exist_ok=True)
+        if not (plan.config_dir / "config.json").exists():
+            write_json(plan.config_dir / "config.json", plan.config)
     start = time.time()
-    result = recipe(ctx)
+    try:
+        result = plan.recipe(ctx)
+    except BaseException as err:  # the command line says which fold stopped and that finished folds are kept
+        err.kitbox_fold = (plan.name, fold_name(fold), plan.config_dir)
+        raise
     gc.collect()  # the recipe's model, optimizer and batches (reference cycles) go now, not during the next fold
-    oof, test, snaps = _checked(result, name, fold, len(valid_idx), len(data.test))
+    oof, test, snaps = _checked(result, plan.name, fold, len(ctx.valid_idx), len(data.test))
     seconds = time.time() - start
-    score = float(metric(y[valid_idx], oof))
+    score = float(metric(y[ctx.valid_idx], oof)) if len(ctx.valid_idx) else None
     test_pred = snapshot_mean(test, snaps)
     info = {**result.info, "snapshots": len(snaps)}
-    if not write:
-        return FoldRecord(fold, valid_idx, oof, test_pred, score, seconds, info)
-    save_npy(fdir / "valid_idx.npy", valid_idx)
-    save_npy(fdir / "oof.npy", oof)
-    save_npy(fdir / "test.npy", test_pred)
-    if snaps:
-        save_npy(fdir / "test_final.npy", test)  # the last model alone, to compare with the snapshot mean
-    write_json(fdir / "done.json", {"recipe": name, "fold": fold, "score": score, "seconds": seconds,
-                                    "n_train": len(train_idx), "n_valid": len(valid_idx), "info": info})
-    return FoldRecord(fold, valid_idx, oof, test_pred, score, seconds, info)
+    finished = FinishedFold(fold, ctx.valid_idx, oof, test_pred, score, seconds, info)
+    if save:
+        fdir = ctx.fold_dir
+        save_npy(fdir / "valid_idx.npy", ctx.valid_idx)
+        save_npy(fdir / "oof.npy", oof)
+        save_npy(fdir / "test.npy", test_pred)
+        if snaps:
+            save_npy(fdir / "test_final.npy", test)  # the last model alone, to compare with the snapshot mean
+        write_json(fdir / "done.json", {"recipe": plan.name, "fold": fold, "score": score, "seconds": seconds,
+                                        "n_train": len(ctx.train_idx), "n_valid": len(ctx.valid_idx), "info": info})
+    return finished
 
 
 @dataclass
-class RecipeCV:
-    """A recipe's folds: the finished ones and the ones still to run."""
+class RecipeFolds:
+    """A recipe's folds in one configuration: the finished ones, the ones still to run, and its refit."""
 
     name: str
+    config_dir: Path
     n_rows: int
-    records: dict[int, FoldRecord]
-    missing: list[int]
+    finished: dict[int, FinishedFold]
+    missing: list
+    refit: FinishedFold | None = None
 
     @property
     def complete(self) -> bool:
@@ -225,56 +242,82 @@ class RecipeCV:
 
     def oof(self) -> tuple[np.ndarray, np.ndarray]:
         """OOF predictions for every training row (NaN where no finished fold covers it) and the covered-row mask."""
-        first = next(iter(self.records.values()))
+        first = next(iter(self.finished.values()))
         full = np.full((self.n_rows,) + first.oof.shape[1:], np.nan)
         mask = np.zeros(self.n_rows, dtype=bool)
-        for rec in self.records.values():
+        for rec in self.finished.values():
             if mask[rec.valid_idx].any():
                 raise ValueError(f"recipe {self.name!r}: fold {rec.fold} predicts rows another fold already covers")
             full[rec.valid_idx], mask[rec.valid_idx] = rec.oof, True
         return full, mask
 
     def test(self, rank: bool = False) -> np.ndarray:
-        return fold_mean([rec.test for _, rec in sorted(self.records.items())], rank=rank)
+        """The refit model's test prediction when there is one, else the mean of the folds' (ranks for AUC)."""
+        if self.refit is not None:
+            return np.asarray(self.refit.test, dtype=np.float64)
+        return fold_mean([rec.test for _, rec in sorted(self.finished.items())], rank=rank)
 
     def fold_scores(self) -> dict[int, float]:
-        return {k: rec.score for k, rec in sorted(self.records.items())}
+        return {k: rec.score for k, rec in sorted(self.finished.items())}
 
 
-def run_cv(data: CompetitionData, folds: np.ndarray, recipes: dict[str, Recipe], y, metric, run_dir,
-           only_folds=None, seed: int = 42, options: dict | None = None, log=print,
-           write: bool = True) -> dict[str, RecipeCV]:
-    """Run every recipe on every fold (or on ``only_folds``), skipping folds finished in earlier runs."""
+def train_recipe(plan: RecipePlan, folds: np.ndarray, data: CompetitionData, y, metric, seed: int = 42,
+                 settings: RunSettings = RunSettings(), only_folds=None, refit: bool = False, log=print,
+                 save: bool = True) -> RecipeFolds:
+    """Run one recipe on every fold (or on ``only_folds``), skipping folds finished earlier; then the refit,
+    once every fold has a score."""
     metric = get_metric(metric)
     y = np.asarray(y)
     n_folds = n_folds_of(folds)
     wanted = set(range(n_folds) if only_folds is None else only_folds)
     if wanted - set(range(n_folds)):
         raise ValueError(f"--folds asks for folds {sorted(wanted - set(range(n_folds)))}, the run has 0..{n_folds - 1}")
+    finished, missing = {}, []
+    for fold in range(n_folds):
+        tag = f"[{plan.name}] fold {fold + 1}/{n_folds}"
+        if is_done(plan.config_dir, fold):
+            finished[fold] = load_fold(plan.config_dir, fold, folds)
+            log(f"{tag}  {metric.name} {finished[fold].score:.5f}  (finished earlier, reused)")
+        elif fold in wanted:
+            rec = finished[fold] = run_fold(plan, fold, folds, data, y, metric, seed, settings, save=save)
+            log(f"{tag}  {metric.name} {rec.score:.5f}  ({rec.seconds:.1f} s)")
+        else:
+            missing.append(fold)
+    result = RecipeFolds(plan.name, plan.config_dir, len(folds), finished, missing)
+    if refit and not missing:
+        reused = is_done(plan.config_dir, "refit")
+        scored_info = {k: rec.info for k, rec in finished.items()}
+        result.refit = run_fold(plan, "refit", folds, data, y, metric, seed, settings, scored_info, save=save)
+        log(f"[{plan.name}] refit on all {len(folds)} rows for test  "
+            f"({'finished earlier, reused' if reused else f'{result.refit.seconds:.1f} s'})")
+    elif refit:
+        result.missing = missing + ["refit"]
+    return result
+
+
+def run_cv(data: CompetitionData, folds: np.ndarray, recipes: dict, y, metric, run_dir, only_folds=None,
+           seed: int = 42, settings: RunSettings = RunSettings(), options: dict | None = None, log=print,
+           refit: bool = False) -> dict[str, RecipeFolds]:
+    """Cross-validate recipe functions in ``run_dir/<recipe>/fold<k>`` without fingerprints (notebooks, tests):
+    the pipeline (:func:`kitbox.run`) keeps each configuration in its own folder instead."""
+    from kitbox.competition import as_recipe, resolve_options
+
+    recipes = {name: as_recipe(r) for name, r in recipes.items()}
+    typed = resolve_options(recipes, options or {})
     results = {}
-    for name, recipe in recipes.items():
-        records, missing = {}, []
-        for fold in range(n_folds):
-            tag = f"[{name}] fold {fold + 1}/{n_folds}"
-            if is_done(run_dir, name, fold):
-                records[fold] = load_fold(run_dir, name, fold, folds)
-                log(f"{tag}  {metric.name} {records[fold].score:.5f}  (finished earlier, skipped)")
-            elif fold in wanted:
-                rec = records[fold] = run_fold(name, recipe, fold, folds, data, y, metric, run_dir, seed, options,
-                                               write)
-                log(f"{tag}  {metric.name} {rec.score:.5f}  ({rec.seconds:.1f} s)")
-            else:
-                missing.append(fold)
-        results[name] = RecipeCV(name, len(folds), records, missing)
+    for name, r in recipes.items():
+        plan = RecipePlan(name, r, typed[name], {"recipe": name}, Path(run_dir) / name,
+                          {dep: Path(run_dir) / dep for dep in r.needs})
+        results[name] = train_recipe(plan, folds, data, y, metric, seed, settings, only_folds, refit, log)
     return results
 
 
-def cv_report(results: dict[str, RecipeCV], y, metric) -> dict:
+def cv_report(results: dict[str, RecipeFolds], y, metric) -> dict:
     """Per recipe: the score of each finished fold, their mean and std, and the score of all OOF rows together."""
     metric = get_metric(metric)
     report = {}
     for name, res in results.items():
-        if not res.records:
+        if not res.finished:
             report[name] = {"folds": {}, "missing": res.missing}
             continue
         scores = res.fold_scores()
@@ -286,12 +329,14 @@ def cv_report(results: dict[str, RecipeCV], y, metric) -> dict:
             "oof": float(metric(np.asarray(y)[mask], oof[mask])),
             "oof_rows": int(mask.sum()),
             "missing": res.missing,
-            "seconds": float(sum(r.seconds for r in res.records.values())),
+            "seconds": float(sum(r.seconds for r in res.finished.values()))
+            + (res.refit.seconds if res.refit is not None else 0.0),
+            "test_from": "refit on all rows" if res.refit is not None else "mean of the folds' models",
         }
     return report
 
 
-def recipe_test_pred(res: RecipeCV, metric) -> np.ndarray:
+def recipe_test_pred(res: RecipeFolds, metric) -> np.ndarray:
     """The recipe's test prediction: the mean of its folds' (rank mean for rank metrics such as AUC)."""
     return res.test(rank=get_metric(metric).name in RANK_METRICS)
 

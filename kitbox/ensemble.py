@@ -104,3 +104,52 @@ def caruana(oofs: dict[str, np.ndarray], y_true, metric, max_iter: int = 50, pat
     if metric.better(single[best_single], score):  # float round-off between sums and weights: never lose to a single model
         weights, score = {n: float(n == best_single) for n in preds}, single[best_single]
     return Blend(weights=weights, score=score, single_scores=single, best_single=best_single)
+
+
+# ---------------------------------------------------------------------------------------------- the run's blend
+
+
+@dataclass
+class FittedBlend:
+    """How a run combines its recipes: Caruana weights (a weighted mean, of ranks for rank metrics)."""
+
+    method: str
+    weights: dict[str, float]
+    rank: bool = False
+
+
+def fit_blend(oofs: dict[str, np.ndarray], y_true, metric, rank: bool = False) -> FittedBlend:
+    """Blend weights chosen on OOF predictions (Caruana's selection; one recipe gets weight 1)."""
+    found = caruana(oofs, y_true, metric, rank=rank)
+    return FittedBlend("caruana", found.weights, rank)
+
+
+def apply_blend(fitted: FittedBlend, preds: dict[str, np.ndarray]) -> np.ndarray:
+    return blend(preds, fitted.weights, rank=fitted.rank)
+
+
+def holdout_groups(folds_of_rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Groups for scoring a blend on rows it was not fitted on: the CV folds, or, with a single (holdout) fold,
+    its rows split at random into two halves."""
+    folds_of_rows = np.asarray(folds_of_rows)
+    if len(np.unique(folds_of_rows)) > 1:
+        return folds_of_rows
+    halves = np.random.default_rng(seed).permutation(len(folds_of_rows)) % 2
+    return halves.astype(np.int64)
+
+
+def nested_predictions(oofs: dict[str, np.ndarray], y_true, groups: np.ndarray, metric, decide, apply,
+                       rank: bool = False) -> np.ndarray:
+    """Each group's rows predicted by the whole procedure (blend weights, then ``decide``) fitted on the other
+    groups only, then ``apply``-ed: scoring these is the honest OOF score of choosing weights and cuts on OOF."""
+    y_true = np.asarray(y_true)
+    out = None
+    for g in np.unique(groups):
+        held, fit = groups == g, groups != g
+        fitted = fit_blend({n: p[fit] for n, p in oofs.items()}, y_true[fit], metric, rank=rank)
+        decided = decide(apply_blend(fitted, {n: p[fit] for n, p in oofs.items()}), y_true[fit])
+        pred = np.asarray(apply(apply_blend(fitted, {n: p[held] for n, p in oofs.items()}), decided))
+        if out is None:
+            out = np.zeros((len(y_true),) + pred.shape[1:], dtype=pred.dtype)
+        out[held] = pred
+    return out

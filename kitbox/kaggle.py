@@ -63,6 +63,15 @@ NO_CREDENTIALS = (
 )
 
 
+def require_credentials(env=None) -> str:
+    """Fail before any training when --submit will need credentials that are not there."""
+    found = credentials_source(env)
+    if found is None:
+        raise KaggleError(f"--submit needs Kaggle credentials: {NO_CREDENTIALS} (checked before training, so nothing "
+                          "was trained)")
+    return found
+
+
 def get_client(env=None):
     """An authenticated ``kaggle`` API object; raises KaggleError when there are no credentials."""
     if credentials_source(env) is None:
@@ -110,12 +119,31 @@ def _has_files(path: Path) -> bool:
     return path.is_dir() and any(p.name[0] != "." for p in path.iterdir())
 
 
-def local_data_dir(slug: str, data: str | os.PathLike | None = None, cwd: Path | None = None) -> Path | None:
-    """The first existing folder of ``--data DIR``, ``./data/SLUG``, ``/kaggle/input/SLUG``; None when none exists."""
+def local_data_dir(slug: str, data: str | os.PathLike | None = None, cwd: Path | None = None,
+                   expected=(), log=print) -> Path | None:
+    """The first existing folder of ``--data DIR``, ``./data/SLUG``, ``/kaggle/input/SLUG``; None when none exists.
+
+    ``--data`` may name Kaggle's downloaded ``SLUG.zip`` (or a folder holding only zips): it is unzipped in place.
+    """
     if data is not None:
-        if not Path(data).is_dir():
+        data = Path(data)
+        if data.is_file() and data.suffix == ".zip":
+            folder = data.with_suffix("")
+            folder.mkdir(exist_ok=True)
+            with zipfile.ZipFile(data) as zf:
+                log(f"unzipping {data} into {folder}")
+                zf.extractall(folder)
+            data = folder
+        if not data.is_dir():
             raise FileNotFoundError(f"--data {data}: no such folder")
-        return Path(data)
+        visible = [p for p in data.iterdir() if not p.name.startswith(".")]
+        if not visible:
+            wanted = ", ".join(expected) if expected else "the files of the competition's Data page"
+            raise FileNotFoundError(f"--data {data} is empty: put the competition's files there ({wanted}); "
+                                    f"`kaggle competitions download -c {slug}` fetches them as one zip")
+        if all(p.suffix == ".zip" for p in visible if p.is_file()) and not any(p.is_dir() for p in visible):
+            _unzip_all(data, log, delete=False)  # the user's own zip stays where they put it
+        return data
     cwd = Path.cwd() if cwd is None else cwd
     for candidate in (cwd / "data" / slug, KAGGLE_INPUT / slug, KAGGLE_INPUT / "competitions" / slug):
         if _has_files(candidate):
@@ -124,11 +152,11 @@ def local_data_dir(slug: str, data: str | os.PathLike | None = None, cwd: Path |
 
 
 def find_data(slug: str, data=None, sample_dir=None, download: bool = False, client=None, env=None,
-              cwd: Path | None = None, log=print) -> tuple[Path, bool]:
+              cwd: Path | None = None, log=print, expected=()) -> tuple[Path, bool]:
     """Find a competition's files: --data, ./data/SLUG, /kaggle/input/SLUG, a download when credentials
     exist (or ``download``), else the embedded sample. Returns ``(folder, is_sample)``."""
     cwd = Path.cwd() if cwd is None else cwd
-    found = local_data_dir(slug, data, cwd)
+    found = local_data_dir(slug, data, cwd, expected, log)
     if found is not None:
         if download:
             log(f"--download: {found} already holds {slug}'s files; delete that folder to download again")
@@ -150,14 +178,18 @@ def find_data(slug: str, data=None, sample_dir=None, download: bool = False, cli
                             "or set up Kaggle credentials and use --download")
 
 
-def _unzip_all(folder: Path, log=print) -> None:
-    """Extract every zip in ``folder`` (Kaggle zips the bundle, and some files inside it again), then delete it."""
+def _unzip_all(folder: Path, log=print, delete: bool = True) -> None:
+    """Extract every zip in ``folder`` (Kaggle zips the bundle, and some files inside it again); ``delete`` removes
+    each archive once extracted."""
+    done: set[Path] = set()
     for _ in range(2):  # the bundle, then zips that were inside it (e.g. train.zip of dogs-vs-cats)
-        for archive in sorted(folder.glob("*.zip")):
+        for archive in sorted(set(folder.glob("*.zip")) - done):
             log(f"unzipping {archive.name}")
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(folder)
-            archive.unlink()
+            done.add(archive)
+            if delete:
+                archive.unlink()
 
 
 def download_competition(slug: str, dest, client=None, env=None, log=print) -> Path:

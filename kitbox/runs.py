@@ -69,3 +69,56 @@ def read_json(path) -> Any:
 def save_config(run_dir, config: dict) -> Path:
     """The resolved configuration of a run, next to its outputs (timm's train script does the same)."""
     return write_json(Path(run_dir) / "config.json", config)
+
+
+# ---------------------------------------------------------------------------------------------- the ledger
+
+
+def append_ledger(path, row: dict) -> Path:
+    """Add one finished run to the ledger (one JSON object per line), keeping every earlier line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_bytes() if path.exists() else b""
+    line = json.dumps(row, default=_to_jsonable, allow_nan=True) + "\n"
+    return atomic_write_bytes(path, old + line.encode("utf-8"))
+
+
+def read_ledger(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a hand-edited line: skip it, keep the rest
+    return rows
+
+
+def update_last_ledger_row(path, **values) -> None:
+    rows = read_ledger(path)
+    if not rows:
+        return
+    rows[-1].update(values)
+    text = "".join(json.dumps(r, default=_to_jsonable, allow_nan=True) + "\n" for r in rows)
+    atomic_write_text(path, text)
+
+
+def ledger_table(rows: list[dict], competition: str | None = None) -> str:
+    """The ledger as a table a person reads: one line per run, newest last."""
+    rows = [r for r in rows if competition is None or r.get("competition") == competition]
+    if not rows:
+        return "no finished runs in the ledger yet"
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.5f}" if isinstance(v, float) else str(v)
+
+    lines = [f"{'time':19s}  {'competition':28s}  {'blend':>9s}  {'honest':>9s}  {'public':>8s}  recipes (OOF)"]
+    for r in rows:
+        recipes = ", ".join(f"{n} {fmt(s)} [{r.get('configs', {}).get(n, '?')}]" for n, s in (r.get("cv") or {}).items())
+        quick = " quick" if r.get("quick") else ""
+        lines.append(f"{r.get('time', '?'):19s}  {r.get('competition', '?')[:28]:28s}  {fmt(r.get('blend')):>9s}  "
+                     f"{fmt(r.get('blend_honest')):>9s}  {fmt(r.get('public_score')):>8s}  {recipes}{quick}")
+    return "\n".join(lines)

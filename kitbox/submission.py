@@ -42,13 +42,14 @@ def _is_integer_text(values: pd.Series) -> bool:
 
 
 def check_submission(submission, sample, ranges: dict | None = None, name: str = "submission",
-                     whole_numbers=()) -> None:
+                     whole_numbers=(), allowed: dict | None = None) -> None:
     """Raise :class:`SubmissionError` naming the first way ``submission`` differs from ``sample``.
 
     ``submission`` and ``sample`` are paths or DataFrames; the first column is the id. ``ranges`` maps a
     column to ``(low, high)`` allowed values, e.g. ``{"label": (0, 1)}`` for probabilities;
-    ``whole_numbers`` names columns that must hold integers (class labels). :func:`rules_for_metric`
-    derives both from the competition's metric.
+    ``whole_numbers`` names columns that must hold integers (class labels); ``allowed`` maps a column to the
+    values it may hold (the classes seen in train). :func:`rules_for_metric` and :func:`submission_rules` derive
+    them from the competition's metric and data.
     """
     sub = _read_text_table(submission, name)
     ref = _read_text_table(sample, "sample submission")
@@ -73,6 +74,18 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
         raise SubmissionError(f"{name}: {id_col} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
     for col in ref_cols[1:]:
         _check_column(sub[col], ref[col], ids, id_col, col, (ranges or {}).get(col), col in whole_numbers, name)
+        if allowed and col in allowed:
+            _check_allowed(sub[col], ids, id_col, col, allowed[col], name)
+
+
+def _check_allowed(values: pd.Series, ids: pd.Series, id_col: str, col: str, allowed, name: str) -> None:
+    allowed = {str(a) for a in allowed}
+    bad = ~values.str.strip().isin(allowed)
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        shown = sorted(allowed)[:20]
+        raise SubmissionError(f"{name}: column {col!r} holds {values.iloc[i]!r} at row {i} ({id_col} {ids.iloc[i]}), "
+                              f"which is not a class seen in train ({len(allowed)} classes: {shown})")
 
 
 def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_col: str, col: str, value_range,
@@ -103,15 +116,29 @@ def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_c
 
 
 def write_submission(df: pd.DataFrame, path, sample, ranges: dict | None = None, whole_numbers=(),
-                     float_format: str | None = None) -> Path:
+                     float_format: str | None = None, allowed: dict | None = None) -> Path:
     """Check the exact text that will be written, then write it atomically; return the path."""
     text = df.to_csv(index=False, float_format=float_format)
-    check_submission(io.StringIO(text), sample, ranges, name=f"submission for {path}", whole_numbers=whole_numbers)
+    check_submission(io.StringIO(text), sample, ranges, name=f"submission for {path}", whole_numbers=whole_numbers,
+                     allowed=allowed)
     return atomic_write_text(path, text)
 
 
-LABEL_METRICS = {"accuracy", "f1"}  # scored on class labels: the sample's integer columns must stay integers
-PROBABILITY_METRICS = {"log_loss", "auc"}  # scored on probabilities in [0, 1]
+LABEL_METRICS = {"accuracy", "f1", "f1_macro", "f1_micro", "qwk"}  # scored on class labels
+PROBABILITY_METRICS = {"log_loss", "auc", "mean_auc", "mean_log_loss"}  # scored on probabilities in [0, 1]
+
+
+def metric_kind(metric) -> str:
+    """What a metric scores: "label", "probability", "value" or "ranking" (``Metric.kind`` when it says)."""
+    kind = getattr(metric, "kind", None)
+    if kind:
+        return kind
+    name = getattr(metric, "name", metric)
+    if name in LABEL_METRICS:
+        return "label"
+    if name in PROBABILITY_METRICS:
+        return "probability"
+    return "ranking" if str(name).startswith("map") else "value"
 
 
 def rules_for_metric(metric_name: str, sample) -> dict:
@@ -122,11 +149,71 @@ def rules_for_metric(metric_name: str, sample) -> dict:
     """
     ref = _read_text_table(sample, "sample submission")
     cols = list(ref.columns[1:])
-    if metric_name in PROBABILITY_METRICS:
+    kind = metric_kind(metric_name)
+    if kind == "probability":
         return {"ranges": {c: (0.0, 1.0) for c in cols}}
-    if metric_name in LABEL_METRICS:
+    if kind == "label":
         return {"whole_numbers": [c for c in cols if len(ref) and _is_integer_text(ref[c])]}
     return {}
+
+
+def sample_path(data):
+    """The sample submission file on disk for a loaded competition (what every written CSV is checked against);
+    an adapter that builds its sample in memory (tests, synthetic competitions) is checked against that table."""
+    if getattr(data, "sample_path", None):
+        return Path(data.sample_path)
+    try:
+        return find_sample_submission(data.data_dir)
+    except SubmissionError:
+        return data.sample_submission
+
+
+def submission_rules(competition, data) -> dict:
+    """The metric's rules for the sample's columns, plus the classes seen in train for a label column."""
+    rules = rules_for_metric(competition.metric_name, sample_path(data))
+    ref_cols = list(_read_text_table(sample_path(data), "sample submission").columns[1:])
+    if metric_kind(competition.metric) == "label" and data.classes and len(ref_cols) == 1:
+        rules["allowed"] = {ref_cols[0]: [str(c) for c in data.classes]}
+    return rules
+
+
+def write_checked(table: pd.DataFrame, paths, data, rules: dict, adapter: str = "the adapter") -> list[Path]:
+    """Check ``table`` exactly as ``--check`` checks a file, against the sample file on disk (ids as text), then
+    write it atomically to every path. A table that fails is never written anywhere."""
+    text = table.to_csv(index=False)
+    sample = sample_path(data)
+    try:
+        check_submission(io.StringIO(text), sample, name="the submission", **rules)
+    except SubmissionError as e:
+        from kitbox.errors import InputError
+
+        raise InputError(f"{adapter}.submission() built a table that fails the check against {sample}: {e}") from None
+    written = []
+    for path in paths:
+        path = Path(path)
+        if written and path.resolve() == written[0].resolve():
+            continue
+        written.append(atomic_write_text(path, text))
+    return written
+
+
+def degenerate_warnings(path, data, metric, rules: dict) -> list[str]:
+    """Loud warnings for a submission that passes the check but is probably not what was meant."""
+    sub = _read_text_table(path, str(path))
+    ref = _read_text_table(sample_path(data), "sample submission")
+    warnings = []
+    for col in sub.columns[1:]:
+        values = sub[col].str.strip()
+        if len(values) > 1 and values.nunique() == 1:
+            same = values.iloc[0]
+            placeholder = ref[col].str.strip().nunique() == 1 and ref[col].str.strip().iloc[0] == same
+            warnings.append(f"every row of column {col!r} is {same!r}" + (" (the sample submission's placeholder)"
+                                                                            if placeholder else "")
+                            + ": the models predicted nothing useful, or the ids did not match")
+    if getattr(metric, "name", metric) in {"auc"}:
+        warnings.append("AUC is scored on order only, so the blend averages ranks: the submitted values are ranks "
+                        "in (0, 1], not probabilities; do not reuse them where probabilities are scored")
+    return warnings
 
 
 def find_sample_submission(data_dir) -> Path:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from kitbox import cv
-from kitbox.competition import Competition, CompetitionData, FoldContext, FoldResult
+from kitbox.competition import Competition, CompetitionData, FoldContext, FoldPredictions
 from kitbox.metrics import get_metric
 
 # ---------------------------------------------------------------------------------------------- a tiny competition
@@ -22,22 +22,22 @@ def _pixels(df: pd.DataFrame) -> np.ndarray:
     return df[[c for c in df.columns if c.startswith("pixel")]].to_numpy(np.float64) / 16.0
 
 
-def logreg_recipe(ctx: FoldContext) -> FoldResult:
+def logreg_recipe(ctx: FoldContext) -> FoldPredictions:
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
     x, y = _pixels(ctx.data.train), ctx.data.train["label"].to_numpy()
     with threadpool_limits(1):  # BLAS threads on a busy 2-core machine turn 0.1 s into 4 s
         model = LogisticRegression(solver="newton-cg", max_iter=100).fit(x[ctx.train_idx], y[ctx.train_idx])
-    return FoldResult(oof=model.predict_proba(x[ctx.valid_idx]), test=model.predict_proba(_pixels(ctx.data.test)))
+    return FoldPredictions(oof=model.predict_proba(x[ctx.valid_idx]), test=model.predict_proba(_pixels(ctx.data.test)))
 
 
-def bayes_recipe(ctx: FoldContext) -> FoldResult:
+def bayes_recipe(ctx: FoldContext) -> FoldPredictions:
     from sklearn.naive_bayes import GaussianNB
 
     x, y = _pixels(ctx.data.train), ctx.data.train["label"].to_numpy()
     model = GaussianNB().fit(x[ctx.train_idx], y[ctx.train_idx])
-    return FoldResult(oof=model.predict_proba(x[ctx.valid_idx]), test=model.predict_proba(_pixels(ctx.data.test)))
+    return FoldPredictions(oof=model.predict_proba(x[ctx.valid_idx]), test=model.predict_proba(_pixels(ctx.data.test)))
 
 
 class SkDigits(Competition):
@@ -59,7 +59,10 @@ class SkDigits(Competition):
         train = pd.concat([pd.Series(digits.target[:n_train], name="label"), pixels[:n_train]], axis=1)
         test = pixels[n_train:].reset_index(drop=True)
         sample = pd.DataFrame({"ImageId": np.arange(1, len(test) + 1), "Label": 0})
-        return CompetitionData(train, test, sample, Path(data_dir))
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        if not (Path(data_dir) / "sample_submission.csv").exists():  # a real file, as a downloaded competition has
+            sample.to_csv(Path(data_dir) / "sample_submission.csv", index=False)
+        return CompetitionData(train, test, sample, Path(data_dir), sample_path=Path(data_dir) / "sample_submission.csv")
 
     def split(self, data, n_folds, seed):
         return cv.stratified_kfold(data.train["label"], n_folds, seed)
@@ -70,8 +73,8 @@ class SkDigits(Competition):
     def recipes(self):
         return dict(self._recipes)
 
-    def submission(self, data, test_pred):
-        return pd.DataFrame({"ImageId": data.sample_submission["ImageId"], "Label": test_pred.argmax(1)})
+    def submission(self, data, pred):
+        return pd.DataFrame({"ImageId": data.sample_submission["ImageId"], "Label": pred.argmax(1)})
 
 
 @pytest.fixture(scope="module")
@@ -138,15 +141,6 @@ def test_check_folds_rejects_gaps_and_wrong_length():
         cv.check_folds(np.array([0, 1]), 3)
 
 
-def test_fold_assignment_is_saved_and_reused(tmp_path):
-    first, reused = cv.load_or_make_folds(tmp_path, 100, lambda: cv.kfold(100, 5, seed=0))
-    assert not reused and (tmp_path / "folds.csv").exists()
-    again, reused = cv.load_or_make_folds(tmp_path, 100, lambda: cv.kfold(100, 5, seed=99))
-    assert reused and np.array_equal(first, again)  # the saved folds win over a new seed
-    with pytest.raises(ValueError, match="data changed"):
-        cv.load_or_make_folds(tmp_path, 120, lambda: cv.kfold(120, 5))
-
-
 # ---------------------------------------------------------------------------------------------- fold runner
 
 
@@ -155,14 +149,15 @@ def test_oof_covers_every_training_row_exactly_once(digits, tmp_path):
     folds = comp.split(data, 5, 0)
     results = cv.run_cv(data, folds, {"logreg": logreg_recipe}, y, "accuracy", tmp_path, log=lambda *_: None)
     res = results["logreg"]
-    valid_rows = np.concatenate([rec.valid_idx for rec in res.records.values()])
+    valid_rows = np.concatenate([rec.valid_idx for rec in res.finished.values()])
     assert np.array_equal(np.sort(valid_rows), np.arange(len(data.train)))  # once each, none left out
     oof, mask = res.oof()
     assert mask.all() and oof.shape == (len(data.train), 10) and np.allclose(oof.sum(1), 1)
     report = cv.cv_report(results, y, "accuracy")["logreg"]
     assert report["oof"] > 0.9 and len(report["folds"]) == 5
     assert report["mean"] == pytest.approx(np.mean(list(report["folds"].values())))
-    assert report["std"] >= 0 and report["oof_rows"] == len(data.train)
+    assert report["std"] == pytest.approx(np.std(list(report["folds"].values())))
+    assert report["oof_rows"] == len(data.train)
     assert cv.recipe_test_pred(res, "accuracy").shape == (len(data.test), 10)
 
 
@@ -194,7 +189,7 @@ def test_resume_after_a_crash_trains_only_the_missing_folds(digits, tmp_path, pa
         cv.run_cv(data, folds, {"logreg": counting(logreg_recipe, calls, crash_on=2, partial=partial)},
                   y, "accuracy", tmp_path, log=lambda *_: None)
     assert calls == [0, 1, 2]
-    assert [cv.is_done(tmp_path, "logreg", k) for k in range(5)] == [True, True, False, False, False]
+    assert [cv.is_done(tmp_path / "logreg", k) for k in range(5)] == [True, True, False, False, False]
     finished = {k: v for k, v in fold_files(tmp_path).items() if k.startswith(("logreg/fold0", "logreg/fold1"))}
 
     calls.clear()
@@ -238,16 +233,16 @@ def test_a_recipe_returning_wrong_shapes_or_nan_gets_a_clear_error(digits, tmp_p
     folds = comp.split(data, 5, 0)
 
     def short(ctx):
-        return FoldResult(oof=np.zeros((3, 10)), test=np.zeros((len(ctx.data.test), 10)))
+        return FoldPredictions(oof=np.zeros((3, 10)), test=np.zeros((len(ctx.data.test), 10)))
 
     def diverged(ctx):
-        return FoldResult(oof=np.full((len(ctx.valid_idx), 10), np.nan), test=np.zeros((len(ctx.data.test), 10)))
+        return FoldPredictions(oof=np.full((len(ctx.valid_idx), 10), np.nan), test=np.zeros((len(ctx.data.test), 10)))
 
     with pytest.raises(ValueError, match=r"recipe 'short' fold 0: oof predictions have shape \(3, 10\)"):
         cv.run_cv(data, folds, {"short": short}, y, "accuracy", tmp_path, log=lambda *_: None)
     with pytest.raises(ValueError, match="NaN or inf"):
         cv.run_cv(data, folds, {"diverged": diverged}, y, "accuracy", tmp_path, log=lambda *_: None)
-    assert not cv.is_done(tmp_path, "short", 0) and not cv.is_done(tmp_path, "diverged", 0)
+    assert not cv.is_done(tmp_path / "short", 0) and not cv.is_done(tmp_path / "diverged", 0)
 
 
 def test_snapshot_predictions_are_averaged_per_fold(digits, tmp_path):
@@ -258,12 +253,12 @@ def test_snapshot_predictions_are_averaged_per_fold(digits, tmp_path):
     def sgdr_like(ctx):
         oof = np.eye(10)[y[ctx.valid_idx]]
         snaps = [np.full((n_test, 10), 0.1), np.full((n_test, 10), 0.3)]
-        return FoldResult(oof=oof, test=np.full((n_test, 10), 0.9), snapshots_test=snaps, info={"epochs": 3})
+        return FoldPredictions(oof=oof, test=np.full((n_test, 10), 0.9), snapshots_test=snaps, info={"epochs": 3})
 
     res = cv.run_cv(data, folds, {"sgdr": sgdr_like}, y, get_metric("accuracy"), tmp_path, log=lambda *_: None)
     assert np.allclose(res["sgdr"].test(), 0.2)  # snapshot mean, not the final model's 0.9
     assert np.allclose(np.load(tmp_path / "sgdr" / "fold0" / "test_final.npy"), 0.9)
-    assert res["sgdr"].records[0].info == {"epochs": 3, "snapshots": 2}
+    assert res["sgdr"].finished[0].info == {"epochs": 3, "snapshots": 2}
 
 
 def test_atomic_writes_leave_the_old_file_when_a_write_fails(tmp_path):

@@ -1,0 +1,135 @@
+"""Fingerprints of what shaped a fold: recipe and options, seed, weights, folds, data files, code version.
+
+A finished fold is reused only when its fingerprint matches the command's: each configuration of a recipe
+trains in its own folder, ``RUN/<recipe>/<hash>/``, whose ``config.json`` lists exactly what went into it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import inspect
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_DATA_FILES = 200_000  # past this many files the data fingerprint samples names only (a huge image folder)
+
+
+def digest(obj: Any, length: int = 10) -> str:
+    """A short stable hash of a JSON-able object."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
+
+
+def file_identity(path) -> dict | None:
+    """Name, size and modification time of a file (or of every file under a folder): cheap, and changes when
+    the file does."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.is_file():
+        st = path.stat()
+        return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if path.is_dir():
+        return {"path": str(path.resolve()), **data_fingerprint(path)}
+    return {"path": str(path), "missing": True}
+
+
+def data_fingerprint(data_dir) -> dict:
+    """Every file under the data folder by relative name, size and modification time, as one hash."""
+    root = Path(data_dir)
+    h, n_files, n_bytes = hashlib.sha1(), 0, 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            n_files += 1
+            if n_files > MAX_DATA_FILES:
+                continue
+            st = os.stat(os.path.join(dirpath, name))
+            n_bytes += st.st_size
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"files": n_files, "bytes": n_bytes, "sha1": h.hexdigest()[:16]}
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """kitbox's version, and the git revision of its checkout when it is one (with a mark for uncommitted edits)."""
+    from kitbox import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    out = {"kitbox": __version__, "git": None}
+    if (root / ".git").exists():
+        try:
+            rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                 timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "kitbox"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            out["git"] = (rev + ("+edits" if dirty else "")) or None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return out
+
+
+def source_sha1(obj) -> str | None:
+    """The hash of the source file that defines ``obj`` (an adapter class or a recipe function)."""
+    try:
+        path = inspect.getsourcefile(obj)
+    except TypeError:
+        return None
+    if not path or not Path(path).is_file():
+        return None
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def folds_digest(folds: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(folds, dtype=np.int64).tobytes()).hexdigest()[:12]
+
+
+def options_dict(options) -> dict:
+    if options is None:
+        return {}
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+
+
+def recipe_config(name: str, recipe, options, *, seed: int, settings, folds: np.ndarray, data: dict, adapter,
+                  needs: dict[str, str], refit: bool) -> dict:
+    """Everything that shaped a recipe's folds, as a JSON-able dict (its hash names the folder)."""
+    fn = recipe.fn
+    return {
+        "recipe": name,
+        "function": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
+        "function_source": source_sha1(fn),
+        "options": options_dict(options),
+        "seed": seed,
+        "quick": settings.quick,
+        "from_scratch": settings.from_scratch,
+        "weights": file_identity(settings.weights),
+        "n_folds": int(folds.max()) + 1,
+        "folds": folds_digest(folds),
+        "refit": refit,
+        "data": data,
+        "adapter": {"class": f"{type(adapter).__module__}.{type(adapter).__qualname__}",
+                    "source": source_sha1(type(adapter))},
+        "code": code_version(),
+        "needs": needs,  # the config hashes of the recipes whose outputs this one reads
+    }
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two configs: ``["options.epochs: 3 -> 8", ...]``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
