@@ -248,11 +248,11 @@ def resolve_options(recipes: dict[str, Recipe], given: dict[str, Any]) -> dict[s
         target, _, opt = key.rpartition(".")
         names = [target] if target else list(recipes)
         if target and target not in recipes:
-            raise OptionError(f"--set {key}: no recipe {target!r} in this run (recipes: {', '.join(recipes)})")
+            raise OptionError(f"--set {key}={value}: no recipe {target!r} in this run (recipes: {', '.join(recipes)})")
         hits = [n for n in names if opt in option_types(recipes[n].options)]
         if not hits:
             valid = "; ".join(f"{n}: {describe_options(r)}" for n, r in recipes.items())
-            raise OptionError(f"--set {key}: unknown option {opt!r}. Valid options: {valid}")
+            raise OptionError(f"--set {key}={value}: unknown option {opt!r}. Valid options: {valid}")
         for n in hits:
             per_recipe[n][opt] = _convert(opt, value, option_types(recipes[n].options)[opt], n)
     return {name: recipes[name].make_options(values) for name, values in per_recipe.items()}

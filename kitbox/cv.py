@@ -284,7 +284,8 @@ def train_recipe(plan: RecipePlan, folds: np.ndarray, data: CompetitionData, y, 
         else:
             missing.append(fold)
     result = RecipeFolds(plan.name, plan.config_dir, len(folds), finished, missing)
-    if refit and not missing:
+    # the refit trains in a run of every fold; a run of some folds (or of none: Ray trained them) only loads it
+    if refit and not missing and (only_folds is None or is_done(plan.config_dir, "refit")):
         reused = is_done(plan.config_dir, "refit")
         scored_info = {k: rec.info for k, rec in finished.items()}
         result.refit = run_fold(plan, "refit", folds, data, y, metric, seed, settings, scored_info, save=save)

@@ -105,7 +105,8 @@ def recipe_config(name: str, recipe, options, *, seed: int, settings, folds: np.
     fn = recipe.fn
     return {
         "recipe": name,
-        "function": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
+        "function": getattr(fn, "__qualname__", "?"),  # with its source's hash; not the module's name, which for
+                                                         # an adapter loaded from a file differs between processes
         "function_source": source_sha1(fn),
         "options": options_dict(options),
         "seed": seed,
@@ -116,8 +117,7 @@ def recipe_config(name: str, recipe, options, *, seed: int, settings, folds: np.
         "folds": folds_digest(folds),
         "refit": refit,
         "data": data,
-        "adapter": {"class": f"{type(adapter).__module__}.{type(adapter).__qualname__}",
-                    "source": source_sha1(type(adapter))},
+        "adapter": {"class": type(adapter).__qualname__, "source": source_sha1(type(adapter))},
         "code": code_version(),
         "needs": needs,  # the config hashes of the recipes whose outputs this one reads
     }

@@ -220,13 +220,13 @@ def train(plan: Plan, ray: str | None = None, ray_cpus: int = 1, ray_gpus: float
     if ray:
         from kitbox.ray_runner import run_plan_on_ray
 
-        run_plan_on_ray(plan, address=ray, cpus_per_task=ray_cpus, gpus_per_task=ray_gpus)
+        run_plan_on_ray(plan, address=ray, cpus_per_task=ray_cpus, gpus_per_task=ray_gpus, log=plan.log)
     results = {}
     for name, rp in plan.recipes.items():
         only = [] if ray else plan.only_folds  # on Ray the tasks trained; here only what landed is loaded
         results[name] = cv.train_recipe(rp, plan.folds, plan.data, plan.y, plan.metric, plan.seed, plan.settings,
-                                        only, plan.competition.refit and not ray, plan.log if plan.main_rank else
-                                        _quiet, save=plan.main_rank)
+                                        only, plan.competition.refit, plan.log if plan.main_rank else _quiet,
+                                        save=plan.main_rank)
     return results
 
 

@@ -49,52 +49,86 @@ def connect(address: str = "auto", num_cpus: int | None = None):
     return ray
 
 
-def _fold_task(competition, data_dir, name, fold, folds, y, run_dir, seed, options, threads):
-    """Runs inside a Ray worker: load the data, train one (recipe, fold), save its files. Returns its score."""
+def _fold_task(competition, data_dir, plan, fold, folds, y, seed, settings, threads, scored_info):
+    """Runs inside a Ray worker: load the data, train one (recipe, fold or refit), save its files."""
     import torch
 
     from kitbox import cv
 
     torch.set_num_threads(threads)
     data = competition.load(Path(data_dir))
-    recipe = competition.recipes()[name]
-    record = cv.run_fold(name, recipe, fold, folds, data, y, competition.metric, run_dir, seed, options)
-    return name, fold, record.score, record.seconds
+    record = cv.run_fold(plan, fold, folds, data, y, competition.metric, seed, settings, scored_info)
+    return plan.name, fold, record.score, record.seconds
 
 
-def run_folds_on_ray(competition, data_dir, folds: np.ndarray, recipe_names, y, run_dir, only_folds=None,
-                     seed: int = 42, options: dict | None = None, address: str = "auto", cpus_per_task: int = 1,
-                     gpus_per_task: float = 0, log=print) -> dict[tuple[str, int], str]:
-    """Submit every unfinished (recipe, fold) as a Ray task and wait for all of them.
+def _pickle_adapter_by_value(ray, competition) -> None:
+    """An adapter loaded from a file lives in a module workers cannot import: ship its code with the task."""
+    module = sys.modules.get(type(competition).__module__)
+    if module is not None and module.__name__.startswith("kitbox_adapter_"):
+        ray.cloudpickle.register_pickle_by_value(module)
 
-    Returns the failures as {(recipe, fold): error}; the folds that finished are on disk either way, and a rerun
-    (local or on Ray) trains only the missing ones.
-    """
-    from kitbox import cv
 
-    ray = connect(address, num_cpus=None)
-    task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(_fold_task)
-    n_folds = cv.n_folds_of(folds)
-    wanted = range(n_folds) if only_folds is None else only_folds
-    pending = {}
-    for name in recipe_names:
-        for fold in wanted:
-            if cv.is_done(run_dir, name, fold):
-                continue
-            ref = task.remote(competition, str(data_dir), name, fold, folds, np.asarray(y), str(run_dir), seed,
-                              dict(options or {}), max(1, int(cpus_per_task)))
-            pending[ref] = (name, fold)
-    log(f"Ray: {len(pending)} fold tasks submitted ({cpus_per_task} CPU, {gpus_per_task} GPU each) "
-        f"to {ray.get_runtime_context().gcs_address}")
-    failures, start = {}, time.time()
+def _levels(plans) -> list[list[str]]:
+    """Recipes grouped so each group needs only recipes of earlier groups."""
+    level: dict[str, int] = {}
+    for name, plan in plans.items():  # plans are in dependency order already
+        level[name] = 1 + max((level[d] for d in plan.recipe.needs), default=-1)
+    return [[n for n in plans if level[n] == k] for k in range(max(level.values(), default=-1) + 1)]
+
+
+def _wait(ray, pending: dict, n_folds: int, metric_name: str, log) -> dict:
+    failures = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         name, fold = pending.pop(ready[0])
+        tag = f"[{name}] " + ("refit" if fold == "refit" else f"fold {fold + 1}/{n_folds}")
         try:
             _, _, score, seconds = ray.get(ready[0])
-            log(f"[{name}] fold {fold + 1}/{n_folds}  {competition.metric.name} {score:.5f}  ({seconds:.1f} s, on Ray)")
+            shown = "" if score is None else f"{metric_name} {score:.5f}  "
+            log(f"{tag}  {shown}({seconds:.1f} s, on Ray)")
         except Exception as e:  # a recipe error or a dead worker: keep the other folds going
             failures[(name, fold)] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            log(f"[{name}] fold {fold + 1}/{n_folds}  FAILED on Ray: {failures[(name, fold)]}")
+            log(f"{tag}  FAILED on Ray: {failures[(name, fold)]}")
+    return failures
+
+
+def _todo(plan, rp, stage: str, wanted, n_folds: int) -> tuple[list, dict]:
+    """The folds of one recipe still to train at this stage, and (for the refit) the scored folds' info."""
+    from kitbox import cv
+
+    if stage == "folds":
+        return [k for k in wanted if not cv.is_done(rp.config_dir, k)], {}
+    every_fold = all(cv.is_done(rp.config_dir, k) for k in range(n_folds))
+    if not (plan.competition.refit and plan.only_folds is None and every_fold) or cv.is_done(rp.config_dir, "refit"):
+        return [], {}
+    return ["refit"], {k: cv.load_fold(rp.config_dir, k, plan.folds).info for k in range(n_folds)}
+
+
+def run_plan_on_ray(plan, address: str = "auto", cpus_per_task: int = 1, gpus_per_task: float = 0,
+                    log=print) -> dict:
+    """Every unfinished (recipe, fold) of a prepared run as a Ray task, recipes that others need first; then the
+    refits. Returns the failures as {(recipe, fold): error}; finished folds are on disk either way, and a rerun
+    (local or on Ray) trains only the missing ones."""
+    from kitbox import cv
+
+    ray = connect(address, num_cpus=None)
+    _pickle_adapter_by_value(ray, plan.competition)
+    task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(_fold_task)
+    n_folds, start, failures = cv.n_folds_of(plan.folds), time.time(), {}
+    wanted = range(n_folds) if plan.only_folds is None else plan.only_folds
+    for names in _levels(plan.recipes):
+        for stage in ("folds", "refit"):  # a recipe's refit reads its folds' info, a dependent reads its outputs
+            pending = {}
+            for name in names:
+                rp = plan.recipes[name]
+                todo, info = _todo(plan, rp, stage, wanted, n_folds)
+                for fold in todo:
+                    ref = task.remote(plan.competition, str(Path(plan.data_dir).resolve()), rp, fold, plan.folds,
+                                      np.asarray(plan.y), plan.seed, plan.settings, max(1, int(cpus_per_task)), info)
+                    pending[ref] = (name, fold)
+            if pending:
+                log(f"Ray: {len(pending)} task(s) submitted ({cpus_per_task} CPU, {gpus_per_task} GPU each) to "
+                    f"{ray.get_runtime_context().gcs_address}")
+            failures.update(_wait(ray, pending, n_folds, plan.metric.name, log))
     log(f"Ray: done in {time.time() - start:.1f} s, {len(failures)} failed")
     return failures

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -126,11 +127,14 @@ def looks_like_path(name: str) -> bool:
 
 
 def load_file(path: Path):
-    """Import a Python file as a module (registered under a unique name, so its classes pickle for Ray)."""
+    """Import a Python file as a module, registered under a name unique to the file and its version (so its
+    classes pickle for Ray, and an edited file is imported afresh)."""
     path = Path(path).resolve()
     if not path.is_file():
         raise InputError(f"adapter file {path} does not exist")
-    name = f"kitbox_adapter_{path.stem}_{abs(hash(str(path))) % 10**8}"
+    st = path.stat()  # an edited file is a new module: a notebook re-running kitbox.run sees the edit
+    key = hashlib.sha1(f"{path}:{st.st_mtime_ns}:{st.st_size}".encode()).hexdigest()[:10]
+    name = f"kitbox_adapter_{path.stem}_{key}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

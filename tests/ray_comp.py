@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from kitbox import Learner, Task, TensorLoader, seed_everything
-from kitbox.competition import Competition, CompetitionData, FoldResult
+from kitbox.competition import Competition, CompetitionData, FoldPredictions
 from kitbox.cv import kfold
 
 
@@ -51,5 +51,5 @@ def mlp_recipe(ctx):
                     Task("multiclass", n_out=10), progress=False)
     learn.fit_one_cycle(3, 1e-2)
     test = torch.tensor(ctx.data.test.to_numpy(np.float32))
-    return FoldResult(oof=learn.predict(TensorLoader(x[v], batch_size=512, has_target=False)),
+    return FoldPredictions(oof=learn.predict(TensorLoader(x[v], batch_size=512, has_target=False)),
                       test=learn.predict(TensorLoader(test, batch_size=512, has_target=False)))
