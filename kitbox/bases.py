@@ -25,6 +25,11 @@ from kitbox.metrics import get_metric
 MAX_CAT_CARD = 20  # integer columns with more distinct values are continuous (fastai's cont_cat_split rule)
 
 
+def is_text(column: pd.Series) -> bool:
+    """Strings (object or pandas' string dtype), not numbers."""
+    return pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)
+
+
 def _metric_kind(metric) -> str:
     from kitbox.submission import metric_kind
 
@@ -74,8 +79,9 @@ def _is_tag_column(values: pd.Series, sep: str) -> bool:
 
 
 def infer_task(train: pd.DataFrame, targets: list[str], metric, label_sep: str = " ") -> tuple[str, list]:
-    """(task, classes) from the target columns' values and what the metric scores."""
-    kind = _metric_kind(metric)
+    """(task, classes) from the target columns' values and what the metric scores (values alone without one:
+    whole numbers with at most MAX_CAT_CARD distinct values are classes)."""
+    kind = _metric_kind(metric) if metric is not None else None
     if len(targets) > 1:
         values = train[targets]
         binary = values.isin([0, 1, 0.0, 1.0, True, False]).all().all()
@@ -84,6 +90,8 @@ def infer_task(train: pd.DataFrame, targets: list[str], metric, label_sep: str =
     if _is_tag_column(y, label_sep):
         return "multilabel", sorted({t for v in y.dropna().astype(str) for t in v.split(label_sep) if t})
     if kind == "value" or (pd.api.types.is_float_dtype(y) and not np.all(np.mod(y.dropna(), 1) == 0)):
+        return "regression", []
+    if kind is None and pd.api.types.is_numeric_dtype(y) and y.nunique() > MAX_CAT_CARD:
         return "regression", []
     classes = sorted(y.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
     if len(classes) < 2:
@@ -170,7 +178,8 @@ class TableCompetition(Competition):
         id_col = self.id_col or sample.columns[0]
         targets = self.target_columns(train, sample)
         task, classes = self.task, []
-        inferred, found = infer_task(train, targets, self.metric, self.label_sep)
+        metric = get_metric(self.metric_name) if self.metric_name else None
+        inferred, found = infer_task(train, targets, metric, self.label_sep)
         task = task or inferred
         classes = found if task == inferred else (targets if task == "multilabel" and len(targets) > 1 else found)
         if task == "binary" and self.positive_class is not None:
@@ -193,7 +202,8 @@ class TableCompetition(Competition):
         if id_col not in data.test.columns:
             if len(data.test) == len(data.sample_submission):
                 data.notes.append(f"test has no {id_col!r} column: its rows are matched to the sample's in order")
-                data.test[id_col] = data.sample_submission[id_col].to_numpy()
+                ids = pd.DataFrame({id_col: data.sample_submission[id_col].to_numpy()})
+                data.test = pd.concat([ids, data.test], axis=1)
                 return
             raise InputError(f"{self.test_file} has no id column {id_col!r} and {len(data.test)} rows for the sample's "
                              f"{len(data.sample_submission)}; set `id_col` in the adapter")
@@ -316,9 +326,29 @@ class TabularCompetition(TableCompetition):
     cat_names: list[str] | None = None  # default: text/bool columns and integer columns with few values
     cont_names: list[str] | None = None  # default: the other numeric columns
     log_target: bool | None = None  # train on log1p(y); default: on for RMSLE / RMSPE
+    join_tables: dict[str, str] = {}  # other CSVs joined on a key column, e.g. {"store.csv": "Store"}
+    date_cols: list[str] | None = None  # expanded into calendar parts; default: columns that hold YYYY-MM-DD dates
+
+    def read_files(self, data_dir: Path):
+        train, test, sample, sample_path = super().read_files(data_dir)
+        for name, key in self.join_tables.items():
+            table = read_table(data_dir, name, what=f" (joined on {key!r})")
+            _require(table, [key], name)
+            if table[key].duplicated().any():
+                raise InputError(f"{name}: {key!r} repeats ({table[key][table[key].duplicated()].iloc[0]!r}); a joined "
+                                 "table needs one row per key")
+            extra = [c for c in table.columns if c == key or c not in train.columns]
+            train = train.merge(table[extra], on=key, how="left")
+            test = test.merge(table[extra], on=key, how="left")
+        return train, test, sample, sample_path
 
     def build_data(self, data_dir, train, test, sample, sample_path) -> CompetitionData:
         data = super().build_data(data_dir, train, test, sample, sample_path)
+        for col in self.date_cols if self.date_cols is not None else _date_columns(data.train):
+            from kitbox.tabular.features import add_datepart
+
+            for df in (data.train, data.test):
+                add_datepart(df, col, prefix=f"{col}_", drop=True)
         cat, cont, dropped = self.feature_columns(data)
         data.columns.cat, data.columns.cont = cat, cont
         if dropped:
@@ -335,11 +365,14 @@ class TabularCompetition(TableCompetition):
         if self.cat_names is not None or self.cont_names is not None:
             return list(self.cat_names or []), list(self.cont_names or []), []
         cat, cont, dropped = [], [], []
+        keys = set(self.join_tables.values())  # a join key (Store) names an entity: a category, however many
         for c in candidates:
             col = data.train[c]
-            if pd.api.types.is_float_dtype(col) or (pd.api.types.is_integer_dtype(col) and col.nunique() > MAX_CAT_CARD):
+            if c in keys:
+                cat.append(c)
+            elif pd.api.types.is_float_dtype(col) or (pd.api.types.is_integer_dtype(col) and col.nunique() > MAX_CAT_CARD):
                 cont.append(c)
-            elif col.dtype == object and col.nunique() > 0.5 * len(col) and col.nunique() > MAX_CAT_CARD:
+            elif is_text(col) and col.nunique() > 0.5 * len(col) and col.nunique() > MAX_CAT_CARD:
                 dropped.append(c)
             else:
                 cat.append(c)
@@ -349,6 +382,18 @@ class TabularCompetition(TableCompetition):
         from kitbox.recipes import tabular
 
         return {"lightgbm": tabular.lightgbm, "entity_embedding": tabular.entity_embedding}
+
+
+def _date_columns(df: pd.DataFrame) -> list[str]:
+    """Text columns whose values look like dates (2015-07-31, 2015/07/31 12:00)."""
+    found = []
+    for c in df.columns:
+        if not is_text(df[c]):
+            continue
+        head = df[c].dropna().astype(str).head(200)
+        if len(head) and head.str.fullmatch(r"\d{4}[-/]\d{2}[-/]\d{2}([ T].*)?").mean() > 0.95:
+            found.append(c)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -369,7 +414,7 @@ class TextCompetition(TableCompetition):
         else:
             skip = {data.columns.id, *data.columns.target, *self.drop_cols}
             found = [c for c in data.train.columns if c not in skip and c in data.test.columns
-                     and (data.train[c].dtype == object or pd.api.types.is_string_dtype(data.train[c]))]
+                     and is_text(data.train[c])]
             if not found:
                 raise InputError(f"{self.train_file} has no text column besides the id and target; set text_cols")
             lengths = {c: data.train[c].fillna("").astype(str).str.len().mean() for c in found}

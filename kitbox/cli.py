@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", help="submission message for --submit")
     p.add_argument("--check", metavar="FILE", help="only check FILE against the sample submission; exit 1 if wrong")
     p.add_argument("--runs", action="store_true", help="print the ledger of finished runs of this competition")
-    p.add_argument("--new", metavar="DATA_DIR", help="write an adapter for the competition downloaded in DATA_DIR")
+    p.add_argument("--new", metavar="DATA_DIR", help="write an adapter for the competition downloaded in DATA_DIR "
+                   "(COMPETITION names the file to write; --metric NAME its metric)")
+    p.add_argument("--metric", metavar="NAME", help="with --new: the competition's metric (its Evaluation page says)")
     p.add_argument("--ray", metavar="ADDRESS", help="run the folds as Ray tasks: auto, local, or HOST:PORT")
     p.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="CPUs per Ray fold task (default 1)")
     p.add_argument("--ray-gpus", type=float, default=0, metavar="F", help="GPUs per Ray fold task (default 0)")
@@ -245,7 +247,7 @@ def _dispatch(args) -> int:
     if args.new:
         from kitbox.scaffold import new_command
 
-        return new_command(args.new, args.competition)
+        return new_command(args.new, args.competition, args.metric)
     if not args.competition:
         build_parser().print_help()
         return 2
