@@ -3,7 +3,7 @@ out-of-fold predictions by Caruana's greedy selection with replacement (a hill c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -111,20 +111,90 @@ def caruana(oofs: dict[str, np.ndarray], y_true, metric, max_iter: int = 50, pat
 
 @dataclass
 class FittedBlend:
-    """How a run combines its recipes: Caruana weights (a weighted mean, of ranks for rank metrics)."""
+    """How a run combines its recipes: Caruana weights (a weighted mean, of ranks for rank metrics), or a stacker
+    (a level-2 linear model on the recipes' OOF predictions) when that scored better on held-out rows."""
 
-    method: str
+    method: str  # "caruana" or "stack"
     weights: dict[str, float]
     rank: bool = False
+    stacker: object = None
+    task: str | None = None
+    held_out: dict = field(default_factory=dict)  # each method's score on rows it was not fitted on
 
 
-def fit_blend(oofs: dict[str, np.ndarray], y_true, metric, rank: bool = False) -> FittedBlend:
-    """Blend weights chosen on OOF predictions (Caruana's selection; one recipe gets weight 1)."""
-    found = caruana(oofs, y_true, metric, rank=rank)
-    return FittedBlend("caruana", found.weights, rank)
+def _stack_features(preds: dict[str, np.ndarray], task: str | None) -> np.ndarray:
+    """Level-2 inputs: logits of probabilities for classification, the values themselves for regression."""
+    cols = []
+    for p in preds.values():
+        p = np.asarray(p, dtype=np.float64)
+        p = p.reshape(len(p), -1)
+        if task in ("binary", "multiclass", "multilabel"):
+            p = np.clip(p, 1e-6, 1 - 1e-6)
+            p = np.log(p / (1 - p))
+        cols.append(p)
+    return np.concatenate(cols, axis=1)
+
+
+def _fit_stacker(preds: dict[str, np.ndarray], y, task: str | None):
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = _stack_features(preds, task)
+    def logistic():  # standardised logits: one C suits every scale of inputs
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+
+    if task in ("binary", "multiclass"):
+        return logistic().fit(x, np.asarray(y))
+    if task == "multilabel":
+        return [logistic().fit(x, np.asarray(y)[:, j]) for j in range(np.shape(y)[1])]
+    return LinearRegression(positive=True).fit(x, np.asarray(y, dtype=np.float64))
+
+
+def _stack_predict(stacker, preds: dict[str, np.ndarray], task: str | None) -> np.ndarray:
+    x = _stack_features(preds, task)
+    if task == "binary":
+        return stacker.predict_proba(x)[:, 1]
+    if task == "multiclass":
+        return stacker.predict_proba(x)
+    if task == "multilabel":
+        return np.stack([m.predict_proba(x)[:, 1] for m in stacker], axis=1)
+    return stacker.predict(x)
+
+
+def _fit_one(method: str, oofs, y_true, metric, rank: bool, task) -> FittedBlend:
+    if method == "stack":
+        return FittedBlend("stack", {n: 1.0 / len(oofs) for n in oofs}, rank, _fit_stacker(oofs, y_true, task), task)
+    return FittedBlend("caruana", caruana(oofs, y_true, metric, rank=rank).weights, rank, task=task)
+
+
+def fit_blend(oofs: dict[str, np.ndarray], y_true, metric, rank: bool = False, task: str | None = None,
+              groups: np.ndarray | None = None, methods=("caruana", "stack")) -> FittedBlend:
+    """Blend weights chosen on OOF predictions: Caruana's selection, or a stacker kept only when it beats Caruana
+    on rows it was not fitted on (``groups``: the folds; without them, or with one recipe, Caruana)."""
+    metric = get_metric(metric)
+    y_true = np.asarray(y_true)
+    if len(oofs) < 2 or groups is None or len(np.unique(groups)) < 2 or "stack" not in methods or task is None:
+        return _fit_one("caruana", oofs, y_true, metric, rank, task)
+    held_out = {}
+    for method in methods:
+        pred = None
+        for g in np.unique(groups):
+            fit, held = groups != g, groups == g
+            fitted = _fit_one(method, {n: p[fit] for n, p in oofs.items()}, y_true[fit], metric, rank, task)
+            part = apply_blend(fitted, {n: p[held] for n, p in oofs.items()})
+            pred = np.zeros((len(y_true),) + part.shape[1:]) if pred is None else pred
+            pred[held] = part
+        held_out[method] = float(metric(y_true, pred))
+    best = "stack" if metric.better(held_out.get("stack", np.nan), held_out["caruana"]) else "caruana"
+    chosen = _fit_one(best, oofs, y_true, metric, rank, task)
+    chosen.held_out = held_out
+    return chosen
 
 
 def apply_blend(fitted: FittedBlend, preds: dict[str, np.ndarray]) -> np.ndarray:
+    if fitted.method == "stack":
+        return _stack_predict(fitted.stacker, {n: preds[n] for n in fitted.weights}, fitted.task)
     return blend(preds, fitted.weights, rank=fitted.rank)
 
 
@@ -139,14 +209,15 @@ def holdout_groups(folds_of_rows: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def nested_predictions(oofs: dict[str, np.ndarray], y_true, groups: np.ndarray, metric, decide, apply,
-                       rank: bool = False) -> np.ndarray:
+                       rank: bool = False, task: str | None = None) -> np.ndarray:
     """Each group's rows predicted by the whole procedure (blend weights, then ``decide``) fitted on the other
     groups only, then ``apply``-ed: scoring these is the honest OOF score of choosing weights and cuts on OOF."""
     y_true = np.asarray(y_true)
     out = None
     for g in np.unique(groups):
         held, fit = groups == g, groups != g
-        fitted = fit_blend({n: p[fit] for n, p in oofs.items()}, y_true[fit], metric, rank=rank)
+        fitted = fit_blend({n: p[fit] for n, p in oofs.items()}, y_true[fit], metric, rank=rank, task=task,
+                           groups=holdout_groups(groups[fit]) if len(np.unique(groups)) > 2 else None)
         decided = decide(apply_blend(fitted, {n: p[fit] for n, p in oofs.items()}), y_true[fit])
         pred = np.asarray(apply(apply_blend(fitted, {n: p[held] for n, p in oofs.items()}), decided))
         if out is None:

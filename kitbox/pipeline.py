@@ -246,19 +246,19 @@ def blend(plan: Plan, results: dict[str, cv.RecipeFolds]) -> dict:
     rows = np.logical_and.reduce([mask for _, mask in oofs.values()])
     oof_rows = {n: oof[rows] for n, (oof, _) in oofs.items()}
     y = plan.y[rows]
-    fitted = ensemble.fit_blend(oof_rows, y, comp.blend_metric, rank=by_rank)
+    groups = ensemble.holdout_groups(plan.folds[rows], plan.seed)
+    fitted = ensemble.fit_blend(oof_rows, y, comp.blend_metric, rank=by_rank, task=plan.data.task, groups=groups)
     blended = ensemble.apply_blend(fitted, oof_rows)
     decided = comp.decide(blended, y)
     tests = {name: cv.recipe_test_pred(res, metric) for name, res in results.items()}
-    groups = ensemble.holdout_groups(plan.folds[rows], plan.seed)
     honest_pred = ensemble.nested_predictions(oof_rows, y, groups, comp.blend_metric, comp.decide, comp.apply,
-                                              rank=by_rank)
+                                              rank=by_rank, task=plan.data.task)
     single = {n: float(metric(y, comp.apply(p, decided))) for n, p in oof_rows.items()}
     return {
         "metric": comp.blend_metric.name, "method": fitted.method, "weights": fitted.weights,
         "score": float(metric(y, comp.apply(blended, decided))),  # in-sample: weights and decisions chosen on these rows
         "score_honest": float(metric(y, honest_pred)),
-        "single_scores": single, "decided": decided, "rows": int(rows.sum()),
+        "single_scores": single, "decided": decided, "rows": int(rows.sum()), "held_out": fitted.held_out,
         "test": ensemble.apply_blend(fitted, tests), "oof": blended,
     }
 
@@ -272,7 +272,7 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
 
     comp, metric = plan.competition, plan.metric
     report = Report(comp.slug, metric.name, metric.greater_is_better, cv.cv_report(results, plan.y, metric),
-                    plan.run_dir, is_sample=plan.data.is_sample, notes=list(plan.data.notes))
+                    plan.run_dir, is_sample=plan.data.is_sample, notes=list(plan.data.notes) + _weights_notes(results))
     if blended is None:
         return _finish(plan, report)
     blend_dir = plan.run_dir / "blends" / fingerprint.digest({n: rp.config_dir.name for n, rp in plan.recipes.items()})
@@ -287,6 +287,16 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     report.warnings = degenerate_warnings(written[-1], plan.data, metric, rules)
     cv.plot_cv(report.recipes, metric, blend_dir / "cv_scores.png", blended["score"])
     return _finish(plan, report, blend_dir)
+
+
+def _weights_notes(results: dict[str, cv.RecipeFolds]) -> list[str]:
+    """Where each recipe's pretrained weights came from (a recipe says so in its folds' ``info["weights"]``)."""
+    notes = []
+    for name, res in results.items():
+        sources = sorted({str(f.info["weights"]) for f in res.finished.values() if f.info.get("weights")})
+        if sources:
+            notes.append(f"{name}: pretrained weights from {', '.join(sources)}")
+    return notes
 
 
 def _finish(plan: Plan, report: Report, blend_dir: Path | None = None) -> Report:

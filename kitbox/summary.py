@@ -37,8 +37,14 @@ def summary_text(report) -> str:
         weights = ", ".join(f"{n} {w:.2f}" for n, w in blend["weights"].items() if w > 0)
         unused = [n for n, w in blend["weights"].items() if w <= 0]
         by = "" if blend["metric"] == report.metric else f", weights chosen for {blend['metric']}"
+        how = f"weights: {weights}"
+        if blend.get("method") == "stack":
+            held = blend.get("held_out", {})
+            how = (f"stacked by a linear model on OOF (held out: stack {held.get('stack', float('nan')):.5f} vs "
+                   f"Caruana {held.get('caruana', float('nan')):.5f})")
+            unused = []
         lines.append(f"  {'blend':22s} OOF {blend['score']:.5f} (chosen on these rows{by})   "
-                     f"honest {blend['score_honest']:.5f} (chosen on the other folds)   weights: {weights}")
+                     f"honest {blend['score_honest']:.5f} (chosen on the other folds)   {how}")
         if unused:
             lines.append(f"  no blend weight: {', '.join(unused)} (did not improve the blend on OOF)")
         if blend.get("decided"):
