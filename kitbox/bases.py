@@ -242,12 +242,13 @@ class TableCompetition(Competition):
         return _metric_kind(self.metric) == "label"
 
     def decide(self, oof: np.ndarray, y: np.ndarray) -> dict:
-        """A binary label metric gets the probability cut that scores best on OOF (F1's is rarely 0.5)."""
-        if not (self._scores_labels() and np.asarray(oof).ndim == 1):
+        """A label metric on probabilities (binary, or tags) gets the cut that scores best on OOF (F1's is rarely 0.5)."""
+        multilabel = getattr(self, "loaded_task", self.task) == "multilabel"
+        if not (self._scores_labels() and (np.asarray(oof).ndim == 1 or multilabel)):
             return {}
         from kitbox.metrics import F1_CUTS, best_f1_cut
 
-        if self.metric_name == "f1":
+        if self.metric_name == "f1" and not multilabel:
             return {"cut": best_f1_cut(y, oof)[0]}
         scores = [self.metric(y, (oof >= c).astype(np.int64)) for c in F1_CUTS]
         best = np.flatnonzero(np.isclose(scores, max(scores) if self.metric.greater_is_better else min(scores)))

@@ -42,7 +42,7 @@ def _is_integer_text(values: pd.Series) -> bool:
 
 
 def check_submission(submission, sample, ranges: dict | None = None, name: str = "submission",
-                     whole_numbers=(), allowed: dict | None = None) -> None:
+                     whole_numbers=(), allowed: dict | None = None, tag_sep: str | None = None) -> None:
     """Raise :class:`SubmissionError` naming the first way ``submission`` differs from ``sample``.
 
     ``submission`` and ``sample`` are paths or DataFrames; the first column is the id. ``ranges`` maps a
@@ -73,14 +73,19 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
     if len(unknown):
         raise SubmissionError(f"{name}: {id_col} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
     for col in ref_cols[1:]:
+        if allowed and col in allowed:  # the classes seen in train are the stronger rule than the sample's look
+            _check_allowed(sub[col], ids, id_col, col, allowed[col], name, tag_sep)
+            continue
         _check_column(sub[col], ref[col], ids, id_col, col, (ranges or {}).get(col), col in whole_numbers, name)
-        if allowed and col in allowed:
-            _check_allowed(sub[col], ids, id_col, col, allowed[col], name)
 
 
-def _check_allowed(values: pd.Series, ids: pd.Series, id_col: str, col: str, allowed, name: str) -> None:
+def _check_allowed(values: pd.Series, ids: pd.Series, id_col: str, col: str, allowed, name: str,
+                   tag_sep: str | None = None) -> None:
     allowed = {str(a) for a in allowed}
-    bad = ~values.str.strip().isin(allowed)
+    if tag_sep:  # "clear primary water": every tag a known one (no tag at all is allowed)
+        bad = values.str.strip().map(lambda v: not set(t for t in v.split(tag_sep) if t) <= allowed)
+    else:
+        bad = ~values.str.strip().isin(allowed)
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
         shown = sorted(allowed)[:20]
@@ -124,7 +129,7 @@ def write_submission(df: pd.DataFrame, path, sample, ranges: dict | None = None,
     return atomic_write_text(path, text)
 
 
-LABEL_METRICS = {"accuracy", "f1", "f1_macro", "f1_micro", "qwk"}  # scored on class labels
+LABEL_METRICS = {"accuracy", "f1", "f1_macro", "f1_micro", "qwk", "f2_multilabel"}  # scored on labels (or tags)
 PROBABILITY_METRICS = {"log_loss", "auc", "mean_auc", "mean_log_loss"}  # scored on probabilities in [0, 1]
 
 
@@ -174,6 +179,9 @@ def submission_rules(competition, data) -> dict:
     ref_cols = list(_read_text_table(sample_path(data), "sample submission").columns[1:])
     if metric_kind(competition.metric) == "label" and data.classes and len(ref_cols) == 1:
         rules["allowed"] = {ref_cols[0]: [str(c) for c in data.classes]}
+        if data.task == "multilabel":
+            rules["tag_sep"] = data.extra.get("label_sep", " ")
+            rules.pop("whole_numbers", None)
     return rules
 
 
