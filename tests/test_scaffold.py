@@ -1,0 +1,58 @@
+"""`python submit.py --new DATA_DIR`: the adapter it writes for each embedded sample (real Kaggle files), what it
+guesses, what it refuses to guess (the metric), and that the written adapter loads the competition."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kitbox import cli
+from kitbox.registry import get_competition
+
+SAMPLES = Path(__file__).resolve().parents[1] / "competitions" / "samples"
+
+EXPECTED = {  # sample folder -> (base, attributes the scaffold must write, task, target, the competition's metric)
+    "rossmann-store-sales": ("TabularCompetition", "join_tables = {'store.csv': 'Store', 'store_states.csv': 'Store'}",
+                             "regression", ["Sales"], "rmspe"),
+    "nlp-getting-started": ("TextCompetition", None, "binary", ["target"], "f1"),
+    "digit-recognizer": ("ImageCompetition", "pixel_prefix = 'pixel'", "multiclass", ["label"], "accuracy"),
+    "dogs-vs-cats-redux-kernels-edition": ("ImageCompetition", r"label_pattern = '^([A-Za-z]+)[._]'", "binary",
+                                           ["label"], "log_loss"),
+}
+
+
+@pytest.mark.parametrize("sample", sorted(EXPECTED))
+def test_the_scaffold_writes_an_adapter_that_loads_each_sample(sample, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    base, attr, task, target, metric = EXPECTED[sample]
+    data = tmp_path / sample
+    shutil.copytree(SAMPLES / sample, data, ignore=shutil.ignore_patterns("*.py", "SOURCE.md"))
+    assert cli.main(["--new", str(data)]) == 0
+    printed = capsys.readouterr().out
+    path = tmp_path / f"{sample.replace('-', '_')}.py"
+    source = path.read_text()
+    assert f"({base}):" in source and f"slug = {sample!r}" in source
+    assert attr is None or attr in source
+    assert 'metric_name = ""  # FILL IN' in source and "fill in metric_name" in printed
+    assert f"run it: python submit.py {path.name} --data {data}" in printed
+    assert f"target {target}: {task}" in printed
+    assert cli.main([str(path), "--data", str(data)]) == 1  # no metric: refused before anything trains
+    assert "metric_name is not set" in capsys.readouterr().err
+    path.write_text(source.replace('metric_name = ""', f'metric_name = "{metric}"'))
+    loaded = get_competition(str(path)).load(data)
+    assert loaded.task == task and loaded.columns.target == target
+
+
+def test_the_scaffold_never_overwrites_and_names_what_it_needs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "comp"
+    data.mkdir()
+    (data / "train.csv").write_text("a,b\n1,2\n")
+    assert cli.main(["--new", str(data)]) == 1
+    assert "no sample_submission.csv there" in capsys.readouterr().err
+    shutil.copytree(SAMPLES / "nlp-getting-started", tmp_path / "tweets")
+    assert cli.main(["mine.py", "--new", str(tmp_path / "tweets"), "--metric", "f1"]) == 0
+    assert "metric_name = 'f1'" in (tmp_path / "mine.py").read_text()
+    assert cli.main(["mine.py", "--new", str(tmp_path / "tweets")]) == 1
+    assert "mine.py exists already" in capsys.readouterr().err
