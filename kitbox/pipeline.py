@@ -164,8 +164,11 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
 
         require_credentials()
     expected = comp.expected_files() if hasattr(comp, "expected_files") else ()
-    data_dir, is_sample = find_data(comp.slug, data, comp.sample_dir, download=download and main_rank, log=log,
-                                    expected=expected)
+    for turn in (True, False):  # under torchrun rank 0 finds (or downloads) the data first, the others then read it
+        if main_rank == turn:
+            data_dir, is_sample = find_data(comp.slug, data, comp.sample_dir, download=download and main_rank,
+                                            log=log, expected=expected)
+        _barrier()
     if submit and is_sample:
         raise InputError("--submit with the embedded sample: its test rows are not the competition's; get the data first")
     loaded = comp.load(Path(data_dir))
@@ -366,6 +369,18 @@ def run(competition, data=None, *, folds=None, n_folds: int | None = None, recip
     if submit_to_kaggle and report.complete:
         submit(plan, report, message)
     return report
+
+
+def _barrier() -> None:
+    """Wait for every torchrun rank (a no-op in a plain run)."""
+    if "RANK" not in os.environ:
+        return
+    from kitbox import distributed
+
+    if distributed.is_distributed():
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _join_torchrun() -> int:
