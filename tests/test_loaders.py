@@ -170,3 +170,23 @@ def test_device_loader_trains_a_learner(digits):
     assert learn.history[-1]["accuracy"] > 0.8
     pred = learn.predict(vdata.DeviceImageLoader(digits.subset(range(400, 500)), batch_size=64, device="cpu"))
     assert pred.shape == (100, 10)
+
+
+@pytest.mark.cuda
+def test_gpu_loaders_match_the_cpu(digits):
+    """On CUDA: the on-device loader gives the CPU's batches (same maps, same order), and image_loader's CUDA
+    settings (workers, pinned, persistent) give the same bytes as one process without workers."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    items = digits.subset(range(256))
+    make = lambda device: vdata.DeviceImageLoader(items, batch_size=64, shuffle=True, seed=3, device=device,  # noqa: E731
+                                                   augment=True)
+    for ((xg,), yg), ((xc,), yc) in zip(make("cuda"), make("cpu")):
+        assert xg.device.type == "cuda" and torch.equal(yg.cpu(), yc)
+        torch.testing.assert_close(xg.cpu(), xc, atol=1e-4, rtol=0)
+    loader = vdata.image_loader(items, digit_train_tfms(), batch_size=64, shuffle=True, seed=3, device="cuda")
+    assert loader.num_workers >= 1 and loader.pin_memory and loader.persistent_workers
+    x, _ = next(iter(loader))
+    assert x.is_pinned()
+    reference = vdata.image_loader(items, digit_train_tfms(), batch_size=64, shuffle=True, seed=3, num_workers=0)
+    assert _epochs(loader) == _epochs(reference)
