@@ -5,6 +5,7 @@ index is drawn per epoch and each batch is ``tensor[index[i:i+bs]]``, a single g
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from kitbox import distributed
@@ -18,7 +19,8 @@ class TensorLoader:
 
     Under data parallelism (torch.distributed initialised) ``batch_size`` is the global batch: every rank draws
     the same shuffled index (same seed) and takes rows ``rank::world_size`` of each batch, so N processes see
-    exactly the batches one process would.
+    exactly the batches one process would. A last batch with fewer rows than ranks is padded on the ranks left
+    without a row (see :func:`kitbox.distributed.batch_share`), so no rank steps on an empty batch.
     """
 
     def __init__(self, *tensors: torch.Tensor, batch_size: int = 512, shuffle: bool = False,
@@ -38,25 +40,23 @@ class TensorLoader:
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
-    def rows(self) -> torch.Tensor:
-        """The row ids this process yields, in order (all rows in a single process; its share under DDP)."""
-        index = torch.arange(len(self) * self.batch_size if self.drop_last else self.n)
-        if distributed.world_size() == 1:
-            return index
-        rank, world = distributed.rank(), distributed.world_size()
-        return torch.cat([index[s:s + self.batch_size][rank::world] for s in range(0, len(index), self.batch_size)])
+    def rows(self) -> np.ndarray:
+        """The row ids this process yields, in order (all rows in a single process; its share under DDP, ``-1``
+        where a rank whose share of the last batch is empty repeats a row to keep in step)."""
+        stop = len(self) * self.batch_size if self.drop_last else self.n
+        return distributed.rows_of_batches(np.arange(s, min(s + self.batch_size, stop))
+                                           for s in range(0, stop, self.batch_size))
 
     def __iter__(self):
         index = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
         stop = len(self) * self.batch_size if self.drop_last else self.n
-        rank, world = distributed.rank(), distributed.world_size()
+        world = distributed.world_size()
         for start in range(0, stop, self.batch_size):
             if index is None and world == 1:  # contiguous slices are views: no copy at all
                 batch = [t[start:start + self.batch_size] for t in self.tensors]
             else:
                 rows = index[start:start + self.batch_size] if index is not None else torch.arange(start, min(start + self.batch_size, stop))
-                if world > 1:
-                    rows = rows[rank::world]
+                rows, _ = distributed.batch_share(rows)
                 batch = [t[rows] for t in self.tensors]
             if self.has_target:
                 yield tuple(batch[:-1]), batch[-1]

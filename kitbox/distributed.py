@@ -53,8 +53,30 @@ def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
     return values / world_size()
 
 
+def batch_share(batch: np.ndarray) -> tuple[np.ndarray, bool]:
+    """This rank's rows of a global batch: every ``world``-th row starting at ``rank`` (so N processes together see
+    exactly the batch one process would). A batch with fewer rows than ranks leaves some ranks nothing; they get
+    the batch's first row again, flagged as padding (``True``), so every rank still takes the step."""
+    if not is_distributed():
+        return batch, False
+    share = batch[rank()::world_size()]
+    return (share, False) if len(share) else (batch[:1], True)
+
+
+def rows_of_batches(batches) -> np.ndarray:
+    """What :func:`loader_rows` wants from a loader that shards with :func:`batch_share`: this rank's positions,
+    batch after batch, with ``-1`` where a row is padding."""
+    parts = []
+    for batch in batches:
+        share, padded = batch_share(np.asarray(batch))
+        parts.append(np.full(len(share), -1, dtype=np.int64) if padded else share.astype(np.int64))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
 def loader_rows(loader) -> np.ndarray | None:
-    """The global row ids this rank's (unshuffled) loader yields, in order; None when the loader does not say."""
+    """Where this rank's predictions go, in the order its (unshuffled) loader yields them: positions in the order
+    one process would yield the rows (for a loader that does not reorder, the row ids), ``-1`` for padding;
+    None when the loader does not say."""
     if hasattr(loader, "rows"):
         return np.asarray(loader.rows())
     sampler = getattr(loader, "sampler", None)
@@ -64,18 +86,25 @@ def loader_rows(loader) -> np.ndarray | None:
 
 
 def gather_in_row_order(rows: np.ndarray, *arrays: np.ndarray | None) -> tuple:
-    """Collect every rank's (rows, arrays) and return the arrays for all rows, sorted by row id, duplicates dropped
-    (a DistributedSampler pads the last ranks with repeated rows)."""
+    """Collect every rank's (rows, arrays) and return the arrays for all rows, sorted by row id, padding dropped:
+    rows marked ``-1`` and repeated rows (a DistributedSampler pads the last ranks with rows seen before)."""
     if not is_distributed():
         return arrays
+    rows = np.asarray(rows)
+    for k, array in enumerate(arrays):
+        if array is not None and len(array) != len(rows):
+            raise ValueError(f"array {k} has {len(array)} rows but the loader says this rank yields {len(rows)}: "
+                             "predict over the loader once, from its first batch to its last")
     parts = [None] * world_size()
     dist.all_gather_object(parts, (rows, arrays))
     all_rows = np.concatenate([p[0] for p in parts])
-    _, first = np.unique(all_rows, return_index=True)  # sorted unique row ids, first occurrence of each
+    real = np.flatnonzero(all_rows >= 0)
+    _, first = np.unique(all_rows[real], return_index=True)  # sorted unique row ids, first occurrence of each
+    keep = real[first]
     gathered = []
     for k in range(len(arrays)):
         if arrays[k] is None:
             gathered.append(None)
         else:
-            gathered.append(np.concatenate([p[1][k] for p in parts])[first])
+            gathered.append(np.concatenate([p[1][k] for p in parts])[keep])
     return tuple(gathered)

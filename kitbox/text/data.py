@@ -1,7 +1,8 @@
 """Batches of token ids: length-bucketed padded batches for classifiers, a token stream for language models.
 
 Sequences are padded once into one tensor; a batch is a slice through an index, trimmed to its longest
-row, so no per-row Python runs while training.
+row, so no per-row Python runs while training. Under torchrun each rank takes every world-th row of each
+global batch, as ``kitbox.data.TensorLoader`` does.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 
 import numpy as np
 import torch
+
+from kitbox import distributed
 
 
 def pad_sequences(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,6 +29,11 @@ class BucketLoader:
     Yields ``((ids, lengths), target)`` with ``mode="lengths"`` (LSTM) or ``((ids, attention_mask), target)``
     with ``mode="mask"`` (transformers); ``(inputs,)`` when there are no targets.
     ``sort=True`` without shuffling orders rows by length for fast prediction: undo it with ``unsort``.
+
+    Under torchrun ``batch_size`` is the global batch: every rank draws the same batches (the same ``seed``) and
+    keeps every world-th row of each, trimmed to its own longest row; ``rows()`` says which positions of the
+    one-process order this rank predicts, so gathered predictions come back in that order and ``unsort`` applies
+    unchanged.
     """
 
     def __init__(self, seqs: list[list[int]], targets=None, batch_size: int = 32, shuffle: bool = False,
@@ -41,6 +49,9 @@ class BucketLoader:
             raise ValueError(f"BucketLoader: {len(seqs)} sequences but {len(self.targets)} targets")
         self.batch_size, self.shuffle, self.mode = batch_size, shuffle, mode
         self.bucket_factor = bucket_factor
+        if shuffle and seed is None and distributed.is_distributed():
+            raise ValueError("a shuffled BucketLoader under data parallelism needs a seed, so every rank draws the "
+                             "same batches: pass seed=")
         self.rng = np.random.default_rng(seed)
         self.order = np.argsort(-self.lengths.numpy(), kind="stable") if sort and not shuffle else None
 
@@ -60,8 +71,16 @@ class BucketLoader:
         batches = [idx[i : i + bs] for i in range(0, n, bs)]
         return [batches[i] for i in self.rng.permutation(len(batches))]
 
+    def rows(self) -> np.ndarray:
+        """Positions (in the order one process yields rows) that this rank yields, ``-1`` marking padding."""
+        if self.shuffle:
+            raise ValueError("a shuffled BucketLoader has no fixed row order: predict with shuffle=False")
+        n, bs = len(self.ids), self.batch_size
+        return distributed.rows_of_batches(np.arange(s, min(s + bs, n)) for s in range(0, n, bs))
+
     def __iter__(self):
         for b in self._batches():
+            b, _ = distributed.batch_share(b)
             b = torch.from_numpy(b)
             lengths = self.lengths[b]
             ids = self.ids[b, : int(lengths.max())]

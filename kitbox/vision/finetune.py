@@ -16,7 +16,7 @@ from torch import nn
 from kitbox.data import TensorLoader
 from kitbox.learner import Learner
 from kitbox.tasks import Task
-from kitbox.vision.models import head_of
+from kitbox.vision.models import head_of, model_device
 
 
 def _target_tensor(y: np.ndarray, task: Task) -> torch.Tensor:
@@ -28,13 +28,14 @@ def train_head(
     model: nn.Module, train_views: Sequence[torch.Tensor], y_train: np.ndarray, task: Task,
     valid_feats: torch.Tensor | None = None, y_valid: np.ndarray | None = None, epochs: int = 10,
     lr: float | None = None, batch_size: int = 64, metrics=(), seed: int = 42, run_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool = True, device=None,
 ) -> tuple[Learner, float]:
     """Fit the model's head on cached features; returns the head Learner and the LR used.
 
     ``train_views`` holds one feature tensor per cached view of the training images (plain, mirrored...): stacking
     them is the augmentation a frozen phase can afford. ``lr=None`` runs lr_find and takes its valley.
-    The head shares its parameters with ``model``, so the model is fine-tuned in place.
+    The head shares its parameters with ``model``, so the model is fine-tuned in place; it trains where the model
+    is (``device`` overrides), so the backbone and its classifier never end up on different devices.
     """
     head = head_of(model)
     x = torch.cat(list(train_views))
@@ -44,7 +45,7 @@ def train_head(
     if valid_feats is not None and y_valid is not None:
         valid = TensorLoader(valid_feats, _target_tensor(y_valid, task), batch_size=1024)
     learn = Learner(head, train, valid, task=task, metrics=metrics, seed=seed, run_dir=run_dir, progress=progress,
-                    groups=[list(head.parameters())], device="cpu")
+                    groups=[list(head.parameters())], device=device if device is not None else model_device(model))
     if lr is None:
         lr = float(learn.lr_find(start_lr=1e-5, end_lr=1.0, num_it=min(100, 5 * len(train))).valley)
     learn.fit_one_cycle(epochs, lr)
@@ -53,9 +54,10 @@ def train_head(
 
 @torch.no_grad()
 def head_predict(model: nn.Module, feats: torch.Tensor, task: Task, batch_size: int = 1024) -> np.ndarray:
-    """Decoded predictions of the model's head on cached features (eval mode: dropout off)."""
+    """Decoded predictions of the model's head on cached features (eval mode: dropout off), on the model's device."""
     head = head_of(model).eval()
-    out = [task.decode(head(feats[i:i + batch_size])) for i in range(0, len(feats), batch_size)]
+    device = model_device(model)
+    out = [task.decode(head(feats[i:i + batch_size].to(device))).cpu() for i in range(0, len(feats), batch_size)]
     return torch.cat(out).numpy()
 
 

@@ -2,9 +2,12 @@
 
 Normalization comes from the backbone's ``pretrained_cfg`` (mean, std, crop_pct), so a pipeline always matches
 the weights it feeds. ``tta_tfms(size, n)`` returns n augmented pipelines; TTA itself is in ``kitbox.vision.tta``.
+A pipeline's ``seed`` fixes its draws when called directly; inside ``image_loader`` every image is reseeded from the
+loader's seed (mixed with the pipeline's own), so the loader's seed decides what a run sees.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import albumentations as A
@@ -35,7 +38,8 @@ def _resize_side(size: int, norm: Norm) -> int:
     return int(round(size / norm.crop_pct))
 
 
-def train_tfms(size: int, norm: Norm = Norm(), flip: bool = True, scale=(0.35, 1.0), jitter: float = 0.2) -> A.Compose:
+def train_tfms(size: int, norm: Norm = Norm(), flip: bool = True, scale=(0.35, 1.0), jitter: float = 0.2,
+               seed: int | None = None) -> A.Compose:
     """Random resized crop, horizontal flip, light affine and colour jitter, normalize (photos)."""
     return A.Compose([
         A.RandomResizedCrop(size=(size, size), scale=scale, interpolation=cv2.INTER_AREA),
@@ -43,7 +47,7 @@ def train_tfms(size: int, norm: Norm = Norm(), flip: bool = True, scale=(0.35, 1
         A.Affine(rotate=(-10, 10), scale=(0.95, 1.05), border_mode=cv2.BORDER_REFLECT_101, p=0.3),
         A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=0.02, p=0.5),
         A.Normalize(mean=norm.mean, std=norm.std),
-    ])
+    ], seed=seed)
 
 
 def valid_tfms(size: int, norm: Norm = Norm()) -> A.Compose:
@@ -84,14 +88,14 @@ def tta_tfms(size: int, norm: Norm = Norm(), n: int = 4, flip: bool = True, seed
     return views
 
 
-def digit_train_tfms(size: int = 28, mean: float = 0.1307, std: float = 0.3081) -> A.Compose:
+def digit_train_tfms(size: int = 28, mean: float = 0.1307, std: float = 0.3081, seed: int | None = None) -> A.Compose:
     """Small shifts, rotations and zooms for hand-written digits (no flips: a mirrored 2 is not a 2)."""
     return A.Compose([
         A.Affine(translate_percent=(-0.1, 0.1), rotate=(-12, 12), scale=(0.9, 1.1), shear=(-8, 8),
                  border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.9),
         A.Resize(size, size) if size != 28 else A.NoOp(),
         A.Normalize(mean=(mean,), std=(std,)),
-    ])
+    ], seed=seed)
 
 
 def digit_valid_tfms(size: int = 28, mean: float = 0.1307, std: float = 0.3081) -> A.Compose:
@@ -106,3 +110,16 @@ def digit_tta_tfms(size: int = 28, n: int = 4, seed: int = 0, **norm) -> list[A.
         A.Resize(size, size) if size != 28 else A.NoOp(),
         A.Normalize(mean=(norm.get("mean", 0.1307),), std=(norm.get("std", 0.3081),)),
     ], seed=seed + k) for k in range(n)]
+
+
+def describe_transform(transform) -> str:
+    """A pipeline's settings as text (albumentations' own serialization, with its version), for cache keys: two
+    pipelines with the same description compute the same thing."""
+    try:
+        return json.dumps(A.to_dict(transform), sort_keys=True, default=str)
+    except (AttributeError, NotImplementedError, TypeError, ValueError):  # not an albumentations pipeline
+        text = repr(transform)
+        if " at 0x" in text:  # a function or an object without its own repr: its name is all that is stable
+            kind = transform if callable(transform) and hasattr(transform, "__qualname__") else type(transform)
+            text = f"{kind.__module__}.{kind.__qualname__}"
+        return text
