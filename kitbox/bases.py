@@ -480,7 +480,7 @@ class ImageCompetition(TableCompetition):
                               target: [items.classes[i] for i in items.labels]})
         test_items = from_unlabelled(data_dir / self.test_dir)
         test = pd.DataFrame({id_col: [str(i) for i in test_items.ids], "path": [str(p) for p in test_items.paths]})
-        self._skipped = (list(items.skipped), list(test_items.skipped))
+        self._skipped = (items, test_items)
         return train, test, sample, sample_path
 
     def target_columns(self, train, sample):
@@ -491,12 +491,11 @@ class ImageCompetition(TableCompetition):
 
     def build_data(self, data_dir, train, test, sample, sample_path) -> CompetitionData:
         data = super().build_data(data_dir, train, test, sample, sample_path)
-        skipped_train, skipped_test = getattr(self, "_skipped", ([], []))
-        if skipped_train:
-            data.notes.append(f"{len(skipped_train)} unreadable training image(s) skipped: {skipped_train[:10]}")
-        if skipped_test:
-            data.notes.append(f"{len(skipped_test)} unreadable test image(s): they get the training prior: "
-                              f"{skipped_test[:10]}")
+        train_items, test_items = getattr(self, "_skipped", (None, None))
+        if train_items is not None and train_items.skipped:
+            data.notes.append(f"training images: {train_items.skipped_summary()}")
+        if test_items is not None and test_items.skipped:
+            data.notes.append(f"test images: {test_items.skipped_summary()}; their rows get the training prior")
         self.attach_images(data)
         return data
 
