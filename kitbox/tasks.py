@@ -35,8 +35,9 @@ class Task:
         if self.y_range is not None and self.kind != "regression":
             raise ValueError("y_range scales a regression output; it has no meaning for a classification task")
 
-    def activate(self, out: torch.Tensor) -> torch.Tensor:
-        """The output the loss sees for regression (scaled sigmoid with y_range); raw logits otherwise."""
+    def scale_output(self, out: torch.Tensor) -> torch.Tensor:
+        """Regression: the output squeezed to (n,) and, with ``y_range``, squashed into it by a scaled sigmoid; this
+        is what the loss sees and what predictions are. Classification outputs (logits) pass through as they are."""
         if self.kind == "regression":
             out = out.float()
             if self.y_range is not None:
@@ -48,7 +49,7 @@ class Task:
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         out = out.float()
         if self.kind == "regression":
-            pred = self.activate(out)
+            pred = self.scale_output(out)
             return F.mse_loss(pred, target.float().reshape(pred.shape))
         if self.kind == "binary":
             logit = out.reshape(-1)
@@ -68,7 +69,7 @@ class Task:
         """Predictions a user wants: values, P(class 1), class probabilities or label probabilities."""
         out = out.float()
         if self.kind == "regression":
-            return self.activate(out)
+            return self.scale_output(out)
         if self.kind == "binary":
             return torch.sigmoid(out.reshape(-1))
         if self.kind == "multiclass":
@@ -113,30 +114,3 @@ def infer_task(y, kind: str | None = None, **task_kwargs) -> Task:
     elif kind in ("binary", "multiclass") and inferred == "regression":
         raise ValueError("these targets are non-integer floats (a regression target); a classification task cannot fit them")
     return Task(kind, n_out=None if kind in ("regression", "binary") else task_kwargs.pop("n_out", n), **task_kwargs)
-
-
-def best_threshold(y_true, probs, score_fn, grid=None) -> tuple[float, float]:
-    """The probability cut-off that maximises ``score_fn(y_true, labels)`` for a binary task (e.g. F1 on OOF),
-    instead of a fixed 0.5. Returns (threshold, score)."""
-    grid = np.linspace(0.05, 0.95, 91) if grid is None else np.asarray(grid)
-    y_true, probs = np.asarray(y_true).ravel(), np.asarray(probs).ravel()
-    scores = [score_fn(y_true, (probs >= t).astype(np.int64)) for t in grid]
-    best = int(np.argmax(scores))
-    return float(grid[best]), float(scores[best])
-
-
-def best_thresholds_multilabel(y_true, probs, score_fn, grid=None, rounds: int = 2) -> np.ndarray:
-    """One threshold per label, found by coordinate ascent on ``score_fn(y_true, probs, threshold=array)``
-    (the Planet Amazon recipe: start from 0.2 everywhere, improve one label at a time)."""
-    grid = np.linspace(0.05, 0.95, 19) if grid is None else np.asarray(grid)
-    y_true, probs = np.asarray(y_true), np.asarray(probs)
-    thresholds = np.full(probs.shape[1], 0.2)
-    for _ in range(rounds):
-        for k in range(probs.shape[1]):
-            trial = thresholds.copy()
-            scores = []
-            for t in grid:
-                trial[k] = t
-                scores.append(score_fn(y_true, probs, threshold=trial))
-            thresholds[k] = grid[int(np.argmax(scores))]
-    return thresholds

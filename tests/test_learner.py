@@ -1,15 +1,20 @@
-"""The shared trainer's promises: frozen weights stay put, lr_find changes nothing, SGDR keeps snapshots,
-the NaN guard fires, seeds repeat, and a small real problem is learned."""
+"""The shared trainer's promises: the fit recipes follow their schedules step by step (pinned to torch's schedulers),
+frozen weights stay put, accumulation equals the larger batch, lr_find changes nothing, the NaN guard fires, seeds
+repeat, and a small real problem is learned."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from kitbox import Learner, Task, TensorLoader, TrainingDiverged, infer_task, seed_everything
+from kitbox import Learner, MixUp, Task, TensorLoader, TrainingDiverged, infer_task, seed_everything
 from kitbox.groups import layer_groups
+from kitbox.lr_finder import suggest_lrs, valley_index
 
 from conftest import SHARED_DATA
+from test_schedules import torch_one_cycle, torch_sgdr
 
 
 def load_digits(n_max=8000):
@@ -30,9 +35,9 @@ def load_digits(n_max=8000):
 class SmallNet(nn.Module):
     """Three declared layer groups; BatchNorm in the first so freezing can be checked against BN statistics."""
 
-    def __init__(self, n_in, n_out, hidden=128):
+    def __init__(self, n_in, n_out, hidden=128, dropout=0.0):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU())
+        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout))
         self.middle = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, n_out)
 
@@ -50,12 +55,13 @@ def digits():
     return x[n_valid:], y[n_valid:], x[:n_valid], y[:n_valid]
 
 
-def make_learner(digits, seed=0, hidden=128, **kwargs):
+def make_learner(digits, seed=0, hidden=128, n_train=None, loader_seed="same", dropout=0.0, **kwargs):
     xt, yt, xv, yv = digits
-    train = TensorLoader(xt, yt, batch_size=128, shuffle=True, seed=seed)
+    xt, yt = (xt[:n_train], yt[:n_train]) if n_train else (xt, yt)
+    train = TensorLoader(xt, yt, batch_size=128, shuffle=True, seed=seed if loader_seed == "same" else loader_seed)
     valid = TensorLoader(xv, yv, batch_size=1024)
     seed_everything(seed)  # before the model exists: its initial weights come from this seed
-    model = SmallNet(xt.shape[1], 10, hidden)
+    model = SmallNet(xt.shape[1], 10, hidden, dropout)
     return Learner(model, train, valid, Task("multiclass", n_out=10), metrics=["accuracy"], seed=seed,
                    progress=False, **kwargs)
 
@@ -70,14 +76,56 @@ def test_small_real_problem_is_learned(digits):
 def test_same_seed_gives_identical_losses(digits):
     runs = []
     for _ in range(2):
-        learn = make_learner(digits, seed=7)
+        learn = make_learner(digits, seed=7, n_train=1024)
         learn.fit(1, 1e-3)
         runs.append(learn.recorder["loss"])
     assert runs[0] == runs[1]
 
 
-def test_frozen_weights_stay_bit_identical_while_batchnorm_statistics_move(digits):
-    learn = make_learner(digits)
+def test_fit_keeps_a_constant_lr_per_group_and_no_decay_on_biases(digits):
+    learn = make_learner(digits, n_train=1024)
+    learn.fit(2, slice(1e-4, 1e-2))
+    assert learn.recorder["lr"] == [1e-2] * 16 and learn.recorder["mom"] == [0.9] * 16
+    by_group = {pg["layer_group"]: pg["lr"] for pg in learn.opt.param_groups}
+    assert by_group == pytest.approx({0: 1e-4, 1: 1e-3, 2: 1e-2}, rel=1e-12)
+    for pg in learn.opt.param_groups:
+        if pg["weight_decay"] > 0:
+            assert all(p.ndim > 1 for p in pg["params"])
+
+
+def test_fit_cosine_anneals_from_lr_to_its_floor(digits):
+    learn = make_learner(digits, n_train=1024)
+    learn.fit_cosine(2, 1e-2, lr_min_frac=0.1)
+    n = 16  # 2 epochs of 8 batches
+    expected = [1e-3 + (1e-2 - 1e-3) * (1 + np.cos(np.pi * i / n)) / 2 for i in range(n)]
+    np.testing.assert_allclose(learn.recorder["lr"], expected, rtol=1e-12)
+
+
+def test_fit_one_cycle_steps_lr_and_momentum_as_torch_one_cycle_lr(digits):
+    learn = make_learner(digits, n_train=1024)
+    learn.fit_one_cycle(3, 4e-3, pct_start=0.3, div=20.0, div_final=1e4, moms=(0.95, 0.85, 0.95))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = torch_one_cycle(3 * 8, 4e-3, 0.3, 20.0, 1e4, (0.95, 0.85, 0.95))
+    np.testing.assert_allclose(np.c_[learn.recorder["lr"], learn.recorder["mom"]], reference, rtol=1e-12)
+    # and the optimizer really received them: beta1 of the last batch
+    assert learn.opt.param_groups[0]["betas"][0] == pytest.approx(reference[-1, 1], rel=1e-12)
+
+
+@pytest.mark.parametrize("cycle_mult,n_epochs", [(1, 3), (2, 7)])
+def test_fit_sgdr_steps_as_torch_warm_restarts_and_keeps_one_snapshot_per_cycle(digits, cycle_mult, n_epochs):
+    learn = make_learner(digits, n_train=512)  # 4 batches per epoch
+    snaps = learn.fit_sgdr(3, cycle_len=1, lr=1e-2, cycle_mult=cycle_mult)
+    assert len(learn.history) == n_epochs
+    np.testing.assert_allclose(learn.recorder["lr"], torch_sgdr(4, 1, cycle_mult, 1e-2, 0.0, n_epochs * 4),
+                               rtol=1e-12, atol=1e-18)
+    assert len(snaps) == 3
+    assert torch.equal(snaps[-1]["head.weight"], learn.model.state_dict()["head.weight"].cpu())
+    assert not torch.equal(snaps[0]["head.weight"], snaps[1]["head.weight"])
+
+
+def test_frozen_groups_stay_bit_identical_while_norm_layers_keep_training(digits):
+    learn = make_learner(digits, n_train=2048)
     model = learn.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     learn.freeze()
@@ -85,56 +133,82 @@ def test_frozen_weights_stay_bit_identical_while_batchnorm_statistics_move(digit
     after = model.state_dict()
     for name in ("body.0.weight", "body.0.bias", "middle.0.weight", "middle.0.bias"):
         assert torch.equal(before[name], after[name]), name
-    assert not torch.equal(before["body.1.running_mean"], after["body.1.running_mean"])
-    assert not torch.equal(before["head.weight"], after["head.weight"])
-    # freeze_to(1) lets the middle train too, and unfreeze everything
+    # the frozen group's BatchNorm still learns: its affine parameters and its statistics move
+    for name in ("body.1.weight", "body.1.bias", "body.1.running_mean", "head.weight"):
+        assert not torch.equal(before[name], after[name]), name
     learn.freeze_to(1)
     assert not model.body[0].weight.requires_grad and model.middle[0].weight.requires_grad
     learn.unfreeze()
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_differential_lrs_reach_each_group(digits):
-    learn = make_learner(digits)
-    learn._set_hyper([1e-4, 1e-3, 1e-2], 1.0, 0.9)
-    by_group = {pg["layer_group"]: pg["lr"] for pg in learn.opt.param_groups}
-    assert by_group == {0: 1e-4, 1: 1e-3, 2: 1e-2}
-    # no weight decay on biases and norm parameters
-    for pg in learn.opt.param_groups:
-        if pg["weight_decay"] > 0:
-            assert all(p.ndim > 1 for p in pg["params"])
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_accumulating_k_batches_of_b_equals_one_batch_of_k_times_b(clip):
+    """No batchnorm: then the mean gradient over 4 batches of 8 is the gradient of one batch of 32, and clipping
+    applies to the accumulated gradient, so the weights after several steps agree to float round-off."""
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 5), torch.randn(96)
+    results = []
+    for bs, accum in ((32, 1), (8, 4)):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 1))
+        initial = [p.detach().clone() for p in model.parameters()]
+        learn = Learner(model, TensorLoader(x, y, batch_size=bs), task=Task("regression"), accum_steps=accum,
+                        clip=clip, progress=False)
+        learn.fit_one_cycle(2, 1e-2)
+        results.append([p.detach().clone() for p in model.parameters()])
+        assert all((a - b).abs().max() > 1e-4 for a, b in zip(initial, results[-1]))  # six steps really moved them
+    for big, accumulated in zip(*results):
+        torch.testing.assert_close(accumulated, big, rtol=1e-5, atol=1e-6)
 
 
 def test_lr_find_restores_model_and_optimizer_and_saves_a_plot(digits, tmp_path):
-    learn = make_learner(digits, run_dir=tmp_path)
+    learn = make_learner(digits, run_dir=tmp_path, n_train=2048)
     learn.fit(1, 1e-3)  # give the optimizer some state to restore
     model_before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     opt_before = {k: v.clone() for k, v in learn.opt.state[learn.model.head.weight].items()}
-    result = learn.lr_find(num_it=60)
+    hyper_before = [(pg["lr"], pg["betas"]) for pg in learn.opt.param_groups]
+    result = learn.lr_find(num_it=40)
     for k, v in learn.model.state_dict().items():
         assert torch.equal(v, model_before[k]), k
     for k, v in learn.opt.state[learn.model.head.weight].items():
         assert torch.equal(v, opt_before[k]), k
-    assert 1e-7 <= result.valley <= 10 and 1e-7 <= result.steep <= 10
-    assert result.losses[-1] <= 4 * min(result.losses) + 1e-9
-    png = tmp_path / "lr_find.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [(pg["lr"], pg["betas"]) for pg in learn.opt.param_groups] == hyper_before
+    assert all(p.grad is None for p in learn.model.parameters())
+    assert len(result.lrs) == len(result.losses) and result.lrs == sorted(result.lrs)
+    assert (tmp_path / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_sgdr_restarts_and_keeps_one_snapshot_per_cycle(digits):
-    learn = make_learner(digits)
-    n = len(learn.train_loader)
-    snaps = learn.fit_sgdr(3, cycle_len=1, lr=1e-2, cycle_mult=2)
-    lrs = learn.recorder["lr"]
-    assert len(lrs) == 7 * n and len(learn.history) == 7
-    for restart in (1, 3):  # the LR jumps back to its maximum at each cycle start
-        assert lrs[restart * n] == pytest.approx(1e-2)
-        assert lrs[restart * n - 1] < 1e-3
-    assert len(snaps) == 3
-    assert torch.equal(snaps[-1]["head.weight"], learn.model.state_dict()["head.weight"].cpu())
-    assert not torch.equal(snaps[0]["head.weight"], snaps[1]["head.weight"])
-    learn2 = make_learner(digits)
-    assert len(learn2.fit_sgdr(2, cycle_len=1, lr=1e-3, cycle_mult=1)) == 2  # fastai crashes on cycle_mult=1
+def test_a_fit_after_lr_find_is_the_fit_without_it(digits):
+    """Same seed: lr_find in between leaves no trace, down to the bytes. The model has dropout (torch's RNG) and
+    MixUp draws from numpy's; the loader shuffles with the global torch RNG (a seeded loader keeps its own
+    generator, which lr_find does not rewind)."""
+    weights = []
+    for find_first in (False, True):
+        learn = make_learner(digits, n_train=1024, loader_seed=None, dropout=0.2, callbacks=[MixUp(0.4)])
+        if find_first:
+            learn.lr_find(num_it=12, plot=False)
+        learn.fit_one_cycle(2, 3e-3)
+        weights.append({k: v.clone() for k, v in learn.model.state_dict().items()})
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), k
+
+
+def test_lr_find_steps_through_the_accumulation_window():
+    """With accum_steps=k, each of lr_find's num_it LRs is one optimizer step over k batches, as in a fit."""
+
+    class CountBatches:
+        before_batch_calls = 0
+
+        def before_batch(self, learn):
+            self.before_batch_calls += 1
+
+    counter = CountBatches()
+    x, y = torch.randn(64, 3), torch.randn(64)
+    learn = Learner(nn.Linear(3, 1), TensorLoader(x, y, batch_size=8), task=Task("regression"), accum_steps=3,
+                    progress=False, callbacks=[counter])
+    result = learn.lr_find(start_lr=1e-6, end_lr=1e-3, num_it=10, plot=False)
+    assert counter.before_batch_calls == 30 and len(result.lrs) == 10
 
 
 def test_nan_loss_stops_with_epoch_and_batch_named(digits):
@@ -147,21 +221,8 @@ def test_nan_loss_stops_with_epoch_and_batch_named(digits):
         learn.fit(1, 1e-3)
 
 
-def test_gradient_accumulation_matches_the_larger_batch():
-    torch.manual_seed(0)
-    x, y = torch.randn(64, 5), torch.randn(64)
-    results = []
-    for bs, accum in ((32, 1), (16, 2)):
-        torch.manual_seed(1)
-        model = nn.Linear(5, 1)
-        learn = Learner(model, TensorLoader(x, y, batch_size=bs), task=Task("regression"), accum_steps=accum, progress=False)
-        learn.fit(1, 1e-2)
-        results.append(model.weight.detach().clone())
-    assert torch.allclose(results[0], results[1], atol=1e-6)
-
-
 def test_save_and_load_roundtrip(digits, tmp_path):
-    learn = make_learner(digits)
+    learn = make_learner(digits, n_train=1024)
     learn.fit(1, 1e-3)
     path = learn.save(tmp_path / "model.safetensors")
     expected = learn.predict(learn.valid_loader)
@@ -193,8 +254,10 @@ def test_task_head_follows_the_target():
     with pytest.raises(ValueError, match="softmax"):
         Task("multiclass", n_out=3).loss(torch.zeros(2, 3), torch.tensor([[1, 0, 1], [0, 1, 1]]))
     task = Task("regression", y_range=(0.0, 12.0))
-    decoded = task.decode(torch.tensor([[-50.0], [0.0], [50.0]]))
-    assert decoded.tolist() == pytest.approx([0.0, 6.0, 12.0])
+    assert task.scale_output(torch.tensor([[-50.0], [0.0], [50.0]])).tolist() == pytest.approx([0.0, 6.0, 12.0])
+    assert task.decode(torch.tensor([[0.0]])).tolist() == [6.0]
+    logits = torch.tensor([[2.0, -1.0]])
+    assert torch.equal(Task("multiclass", n_out=2).scale_output(logits), logits)  # logits pass through
     probs = Task("multilabel", n_out=3).decode(torch.zeros(2, 3))
     assert probs.shape == (2, 3) and torch.all(probs == 0.5)
 
@@ -210,26 +273,15 @@ def test_tensor_loader_covers_every_row_once_per_epoch():
         TensorLoader(x, x[:10])
 
 
-def test_thresholds_are_chosen_on_validation_not_fixed():
-    from kitbox.metrics import f1, fbeta_multilabel
-    from kitbox.tasks import best_threshold, best_thresholds_multilabel
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 2000)
-    probs = np.clip(0.3 * y + rng.uniform(0, 0.6, 2000), 0, 1)  # positives sit above ~0.3, never near 0.5 alone
-    threshold, score = best_threshold(y, probs, f1)
-    assert 0.25 <= threshold <= 0.4 and score > f1(y, (probs >= 0.5).astype(int)) + 0.1
-    y2 = np.stack([y, 1 - y], 1)
-    probs2 = np.stack([probs, 1 - probs], 1)
-    thresholds = best_thresholds_multilabel(y2, probs2, fbeta_multilabel)
-    assert fbeta_multilabel(y2, probs2, threshold=thresholds) >= fbeta_multilabel(y2, probs2, threshold=0.5)
-
-
-def test_lr_suggestions_from_a_short_range_test():
-    from kitbox.learner import suggest_lrs
-
-    result = suggest_lrs([1e-5, 1e-4, 1e-3, 1e-2], [2.3, 2.2, 1.9, 2.5])
-    assert result.steep == 1e-4  # the steepest fall is from 1e-4 to 1e-3
-    assert 1e-5 <= result.valley <= 1e-3
+def test_lr_suggestions_from_hand_worked_curves():
+    lrs = [1e-5, 1e-4, 1e-3, 1e-2]
+    result = suggest_lrs(lrs, [2.3, 2.2, 1.9, 2.5])
+    assert result.steep == 1e-4  # the steepest fall per log-LR is from 1e-4 to 1e-3
+    assert result.minimum == pytest.approx(1e-4)  # the lowest loss is at 1e-3; a tenth of it
+    # the longest descending run is points 0-2; fastai's index arithmetic lands on its first point
+    assert result.valley == 1e-5
+    # a run of only two points once made the index -1, i.e. the last, divergent LR
+    assert valley_index(np.array([2.0, 1.9, 2.5, 3.0])) == 0
+    assert valley_index(np.r_[np.arange(10.0, 0.0, -1.0), 5.0]) == 3  # ten falling points: 3 in
     with pytest.raises(ValueError, match="num_it"):
         suggest_lrs([1e-5, 1e-4], [2.3, 9.0])

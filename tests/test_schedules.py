@@ -1,61 +1,114 @@
-"""The schedules' values at known points: what a user reads off a fastai/SGDR plot must hold here."""
+"""The schedules pinned to PyTorch's own schedulers, stepped once per batch, and to the points a user reads off a plot."""
 import math
+import warnings
 
+import numpy as np
 import pytest
+import torch
 
 from kitbox import schedules
 from kitbox.groups import spread_lr
 
 
-def test_one_cycle_starts_low_peaks_at_25_percent_and_ends_near_zero():
-    lr = 1e-2
-    assert schedules.one_cycle_lr(0.0, lr) == pytest.approx(lr / 25)
-    assert schedules.one_cycle_lr(0.25, lr) == pytest.approx(lr)
-    assert schedules.one_cycle_lr(1.0, lr) == pytest.approx(lr / 1e5)
-    values = [schedules.one_cycle_lr(i / 1000, lr) for i in range(1001)]
-    assert max(values) == pytest.approx(lr)
-    assert values.index(max(values)) == 250
+def torch_one_cycle(n_steps, lr, pct_start, div, div_final, moms):
+    """(lr, beta1) per step from torch's OneCycleLR set up to match ``one_cycle_lr`` sampled at t = i / n_steps.
+
+    Ours is a function of the fraction of the fit done, sampled at each batch's start (0, 1/n, ..., (n-1)/n) and
+    reaching lr_max at t = pct_start and the final LR at t = 1, one step past the last batch. torch reaches max_lr
+    at step ``pct_start * total_steps - 1`` and its final LR at step ``total_steps - 1``. So: total_steps = n + 1,
+    pct_start = (pct_start * n + 1) / (n + 1); div_factor = div; final_div_factor is relative to the initial LR
+    (max_lr / div), hence div_final / div; momentum runs max -> base -> max, so moms = (max, base, max).
+    """
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=lr, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=n_steps + 1, pct_start=(pct_start * n_steps + 1) / (n_steps + 1),
+        anneal_strategy="cos", div_factor=div, final_div_factor=div_final / div, three_phase=False,
+        cycle_momentum=True, base_momentum=moms[1], max_momentum=moms[0])
+    values = []
+    for _ in range(n_steps):
+        values.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]))
+        opt.step()
+        sched.step()
+    return np.array(values)
 
 
-def test_one_cycle_momentum_mirrors_the_lr():
-    assert schedules.one_cycle_momentum(0.0) == pytest.approx(0.95)
-    assert schedules.one_cycle_momentum(0.25) == pytest.approx(0.85)
-    assert schedules.one_cycle_momentum(1.0) == pytest.approx(0.95)
+def torch_sgdr(n_batches, cycle_len, cycle_mult, lr, lr_min, n_steps):
+    """LR per step from torch's CosineAnnealingWarmRestarts stepped once per batch: T_0 is the first cycle in batches."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=cycle_len * n_batches, T_mult=cycle_mult,
+                                                                 eta_min=lr_min)
+    values = []
+    for _ in range(n_steps):
+        values.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(values)
 
 
-def test_sgdr_restarts_at_epochs_1_and_3_with_cycle_mult_2():
+@pytest.mark.parametrize("n_steps", [7, 40, 333])
+@pytest.mark.parametrize("pct_start,div,div_final,moms", [
+    (0.25, 25.0, 1e5, (0.95, 0.85, 0.95)),  # kitbox's defaults (fastai's)
+    (0.3, 10.0, 1e4, (0.9, 0.8, 0.9)),
+    (0.1, 100.0, 1e3, (0.98, 0.9, 0.98)),
+])
+def test_one_cycle_lr_and_momentum_equal_torch_one_cycle_lr(n_steps, pct_start, div, div_final, moms):
+    lr = 3e-3
+    ours = np.array([(schedules.one_cycle_lr(i / n_steps, lr, pct_start, div, div_final),
+                      schedules.one_cycle_momentum(i / n_steps, moms, pct_start)) for i in range(n_steps)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's notes about scheduler/optimizer call order
+        reference = torch_one_cycle(n_steps, lr, pct_start, div, div_final, moms)
+    np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("n_batches,cycle_len,cycle_mult,n_cycles,lr_min", [
+    (10, 1, 1, 3, 0.0),
+    (8, 2, 1, 3, 1e-4),
+    (10, 1, 2, 3, 0.0),
+    (6, 2, 2, 3, 1e-5),
+    (3, 1, 3, 3, 0.0),
+])
+def test_sgdr_equals_torch_cosine_annealing_warm_restarts(n_batches, cycle_len, cycle_mult, n_cycles, lr_min):
     lr = 0.1
-    kwargs = dict(lr_max=lr, n_cycles=3, cycle_len=1, cycle_mult=2)
-    assert schedules.sgdr_total_epochs(3, 1, 2) == 7
-    for restart in (0, 1, 3):
-        assert schedules.sgdr_lr(restart, **kwargs) == pytest.approx(lr)
-        if restart:
-            assert schedules.sgdr_lr(restart - 1e-6, **kwargs) < 1e-6 * lr * 10
-    # the middle of the second cycle (epochs 1..3) is half way down
-    assert schedules.sgdr_lr(2.0, **kwargs) == pytest.approx(lr / 2)
-    assert schedules.sgdr_lr(7.0, **kwargs) == 0.0
+    n_steps = int(schedules.sgdr_total_epochs(n_cycles, cycle_len, cycle_mult)) * n_batches
+    ours = [schedules.sgdr_lr(i / n_batches, lr, n_cycles, cycle_len, cycle_mult, lr_min) for i in range(n_steps)]
+    np.testing.assert_allclose(ours, torch_sgdr(n_batches, cycle_len, cycle_mult, lr, lr_min, n_steps),
+                               rtol=1e-12, atol=1e-15)
 
 
-def test_sgdr_with_cycle_mult_1_gives_equal_cycles():
-    values = [schedules.sgdr_lr(e / 4, 1.0, n_cycles=3, cycle_len=2, cycle_mult=1) for e in range(24)]
-    assert values[0:8] == values[8:16] == values[16:24]
-    assert schedules.sgdr_total_epochs(3, 2, 1) == 6
+@pytest.mark.parametrize("n_cycles,cycle_len,cycle_mult,expected", [
+    (3, 1, 1, [1, 1, 1]),
+    (3, 1, 2, [1, 2, 4]),
+    (2, 3, 2, [3, 6]),
+    (4, 2, 1, [2, 2, 2, 2]),
+])
+def test_sgdr_cycle_lengths_and_the_lr_after_the_last_cycle(n_cycles, cycle_len, cycle_mult, expected):
+    assert schedules.sgdr_cycle_lengths(n_cycles, cycle_len, cycle_mult) == expected
+    assert schedules.sgdr_total_epochs(n_cycles, cycle_len, cycle_mult) == sum(expected)
+    assert schedules.sgdr_lr(sum(expected), 1.0, n_cycles, cycle_len, cycle_mult, lr_min=0.01) == 0.01
 
 
-@pytest.mark.parametrize("bad", [dict(n_cycles=0, cycle_len=1), dict(n_cycles=2, cycle_len=0), dict(n_cycles=2, cycle_len=1, cycle_mult=0.5)])
+@pytest.mark.parametrize("bad", [dict(n_cycles=0, cycle_len=1), dict(n_cycles=2, cycle_len=0),
+                                 dict(n_cycles=2, cycle_len=1, cycle_mult=0.5)])
 def test_sgdr_rejects_meaningless_cycles(bad):
     with pytest.raises(ValueError):
         schedules.sgdr_cycle_lengths(**bad)
 
 
-def test_cosine_and_exponential():
-    assert schedules.cosine_lr(0.0, 1.0) == 1.0
-    assert schedules.cosine_lr(0.5, 1.0) == pytest.approx(0.5)
-    assert schedules.cosine_lr(1.0, 1.0) == pytest.approx(0.0)
-    assert schedules.exponential_lr(0, 100, 1e-7, 10) == pytest.approx(1e-7)
-    assert schedules.exponential_lr(99, 100, 1e-7, 10) == pytest.approx(10)
-    mid = schedules.exponential_lr(49.5, 100, 1e-7, 10)
-    assert math.log10(mid) == pytest.approx(-3)
+@pytest.mark.parametrize("pct,lr_min,expected", [(0.0, 0.0, 1.0), (0.5, 0.0, 0.5), (1.0, 0.0, 0.0),
+                                                 (0.5, 0.2, 0.6), (0.25, 0.0, (1 + math.sqrt(0.5)) / 2)])
+def test_cosine_lr_at_known_points(pct, lr_min, expected):
+    assert schedules.cosine_lr(pct, 1.0, lr_min) == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("start_lr,end_lr,n_steps", [(1e-7, 10.0, 100), (1e-5, 1.0, 30), (1e-3, 1e-1, 2)])
+def test_exponential_lr_is_geometric_from_start_to_end(start_lr, end_lr, n_steps):
+    values = np.array([schedules.exponential_lr(i, n_steps, start_lr, end_lr) for i in range(n_steps)])
+    assert values[0] == pytest.approx(start_lr) and values[-1] == pytest.approx(end_lr)
+    ratios = values[1:] / values[:-1]  # one constant ratio: equal steps on a log axis
+    np.testing.assert_allclose(ratios, (end_lr / start_lr) ** (1 / (n_steps - 1)), rtol=1e-9)
 
 
 def test_spread_lr_follows_fastai_conventions():

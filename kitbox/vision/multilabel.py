@@ -1,33 +1,12 @@
-"""Multi-label images (Planet Amazon style): thresholds chosen on validation for an F-beta metric, and real
-multi-label images made from single digits (two digits side by side carry both labels)."""
+"""Multi-label images (Planet Amazon style): real multi-label images made from single digits (two digits side by side
+carry both labels), and the per-label thresholds for an F-beta metric (kept in kitbox.metrics, re-exported here)."""
 from __future__ import annotations
 
 import numpy as np
 
-from kitbox.metrics import fbeta_multilabel
+from kitbox.metrics import best_thresholds
 
-
-def best_thresholds(y_true: np.ndarray, probs: np.ndarray, beta: float = 2.0,
-                    grid: np.ndarray = np.linspace(0.05, 0.95, 19), rounds: int = 2) -> np.ndarray:
-    """One threshold per label that maximises mean per-sample F-beta on validation (coordinate ascent).
-
-    Starts from the single best common threshold, then tunes one label at a time holding the others, ``rounds``
-    times over. Choose thresholds on OOF/validation predictions only, never on the rows you score.
-    """
-    y_true, probs = np.asarray(y_true), np.asarray(probs)
-    if y_true.shape != probs.shape or y_true.ndim != 2:
-        raise ValueError(f"y_true {y_true.shape} and probs {probs.shape} must both be (rows, labels)")
-    common = max(grid, key=lambda t: fbeta_multilabel(y_true, probs, beta, t))
-    thresholds = np.full(probs.shape[1], common)
-    for _ in range(rounds):
-        for k in range(probs.shape[1]):
-            scores = []
-            for t in grid:
-                trial = thresholds.copy()
-                trial[k] = t
-                scores.append(fbeta_multilabel(y_true, probs, beta, trial))
-            thresholds[k] = grid[int(np.argmax(scores))]
-    return thresholds
+__all__ = ["best_thresholds", "two_digit_images"]
 
 
 def two_digit_images(pixels: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,

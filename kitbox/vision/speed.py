@@ -19,7 +19,8 @@ def _n_images(batch) -> int:
 
 def loader_vs_step(learn, loader=None, n_batches: int = 5, warmup: int = 1) -> dict:
     """``{"loader_img_s", "step_img_s", "bottleneck", "suggestion"}`` over ``n_batches`` of ``loader`` (default:
-    the Learner's training loader). The model's weights are restored afterwards: measuring never trains it."""
+    the Learner's training loader). The step is ``Learner.train_step``, so it runs as a fit would (autocast, loss
+    scaling, clipping, callbacks); everything it changes is put back afterwards."""
     loader = learn.train_loader if loader is None else loader
     start = time.perf_counter()
     batches = list(itertools.islice(iter(loader), warmup + n_batches))
@@ -27,24 +28,18 @@ def loader_vs_step(learn, loader=None, n_batches: int = 5, warmup: int = 1) -> d
     n_loaded = sum(_n_images(b) for b in batches)
     if len(batches) <= warmup:
         raise ValueError(f"the loader gave {len(batches)} batches; need more than {warmup} to measure")
-    state = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
-    opt_state = learn.opt.state_dict()
-    learn.model.train()
     step_s, n_stepped = 0.0, 0
-    for i, batch in enumerate(batches):
-        t0 = time.perf_counter()
-        inputs, target = learn._to_device(batch)
-        loss = learn.task.loss(learn.model(*inputs), target)
-        loss.backward()
-        learn.opt.step()
-        learn.opt.zero_grad(set_to_none=True)
-        if learn.device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:  # the first step pays one-off costs (allocations, kernel choice)
-            step_s += time.perf_counter() - t0
-            n_stepped += _n_images(batch)
-    learn.model.load_state_dict(state)
-    learn.opt.load_state_dict(opt_state)
+    learn.model.train()
+    with learn.preserving_state():  # measuring never trains the model: weights, optimizer and RNGs are put back
+        for i, batch in enumerate(batches):
+            t0 = time.perf_counter()
+            # the Learner's own step (autocast, scaled backward, clipping, callbacks), stepping as its fits do
+            learn.train_step(batch, stepping=(i + 1) % learn.accum_steps == 0)
+            if learn.device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:  # the first step pays one-off costs (allocations, kernel choice)
+                step_s += time.perf_counter() - t0
+                n_stepped += _n_images(batch)
     loader_rate, step_rate = n_loaded / load_s, n_stepped / step_s
     bottleneck = "loader" if loader_rate < step_rate else "model step"
     suggestion = (
