@@ -41,7 +41,7 @@ def hand_loop(model, batches, lr: float) -> float:
 def learner_loop(model, batches, lr: float, n_out: int) -> float:
     learn = Learner(model, batches, task=Task("multiclass", n_out=n_out), progress=False, device="cpu")
     start = time.perf_counter()
-    learn.fit(1, lr)
+    learn.fit_cosine(1, lr)
     return time.perf_counter() - start
 
 

@@ -255,8 +255,11 @@ class TableCompetition(Competition):
         return {"cut": float(F1_CUTS[best[len(best) // 2]])}
 
     def apply(self, pred: np.ndarray, decided: dict) -> np.ndarray:
-        """Label metrics score labels: class indices (or 0/1 tags) from probabilities."""
+        """Label metrics score labels: class indices (or 0/1 tags) from probabilities; MAP@k the k likeliest classes."""
         pred = np.asarray(pred)
+        if _metric_kind(self.metric) == "ranking" and pred.ndim == 2:
+            k = int(self.metric_name.split("@")[1]) if "@" in self.metric_name else 5
+            return np.argsort(-pred, axis=1, kind="stable")[:, :k]
         if not self._scores_labels():
             return pred
         if pred.ndim == 1 or getattr(self, "loaded_task", self.task) == "multilabel":
@@ -298,6 +301,9 @@ class TableCompetition(Competition):
         if data.task == "multilabel":
             tags = np.asarray(data.classes, dtype=object)
             return [self.label_sep.join(str(t) for t in tags[row.astype(bool)]) for row in np.atleast_2d(values)]
+        if _metric_kind(self.metric) == "ranking":  # the k likeliest classes, best first
+            names = np.asarray(data.classes, dtype=object)
+            return [" ".join(str(c) for c in names[row]) for row in np.atleast_2d(values)]
         if self._scores_labels():
             return np.asarray(data.classes, dtype=object)[values.astype(np.int64)]
         raise InputError(f"the sample submission has one prediction column but the task is {data.task} with "

@@ -139,6 +139,12 @@ def metric_kind(metric) -> str:
     if kind:
         return kind
     name = getattr(metric, "name", metric)
+    try:
+        from kitbox.metrics import get_metric
+
+        return get_metric(name).kind
+    except KeyError:
+        pass
     if name in LABEL_METRICS:
         return "label"
     if name in PROBABILITY_METRICS:
@@ -177,9 +183,10 @@ def submission_rules(competition, data) -> dict:
     """The metric's rules for the sample's columns, plus the classes seen in train for a label column."""
     rules = rules_for_metric(competition.metric_name, sample_path(data))
     ref_cols = list(_read_text_table(sample_path(data), "sample submission").columns[1:])
-    if metric_kind(competition.metric) == "label" and data.classes and len(ref_cols) == 1:
+    kind = metric_kind(competition.metric)
+    if kind in ("label", "ranking") and data.classes and len(ref_cols) == 1:
         rules["allowed"] = {ref_cols[0]: [str(c) for c in data.classes]}
-        if data.task == "multilabel":
+        if data.task == "multilabel" or kind == "ranking":  # tags, or the k likeliest classes: each one checked
             rules["tag_sep"] = data.extra.get("label_sep", " ")
             rules.pop("whole_numbers", None)
     return rules

@@ -173,3 +173,13 @@ def test_the_cut_and_the_blend_are_scored_on_folds_they_were_not_chosen_on(tmp_p
             oofs[name][np.load(folder / f"fold{k}" / "valid_idx.npy")] = np.load(folder / f"fold{k}" / "oof.npy")
     honest = ensemble.nested_predictions(oofs, y, groups, comp.blend_metric, comp.decide, comp.apply, task="binary")
     assert blend["score_honest"] == pytest.approx(f1(y, honest))
+
+
+def test_map_at_k_submits_the_k_likeliest_classes_best_first(tmp_path):
+    data = write_digits(tmp_path / "d")
+    report, sub = run(digits_comp(metric_name="map@3"), data, tmp_path)
+    ranked = [row.split() for row in sub["Label"]]
+    assert all(len(r) == 3 and len(set(r)) == 3 for r in ranked)
+    test_labels = __import__("sklearn.datasets", fromlist=["load_digits"]).load_digits().target[1400:]
+    assert np.mean([str(t) == r[0] for t, r in zip(test_labels, ranked)]) > 0.9  # the likeliest first
+    assert report.recipes["sk"]["oof"] > 0.9

@@ -16,7 +16,7 @@ from kitbox.vision.data import ImageItems, ImageLoader, image_loader
 
 def tta_loaders(items: ImageItems, plain_tfm, aug_tfms: list, batch_size: int = 64, num_workers: int | None = None,
                 seed: int = 0, device=None) -> list[ImageLoader]:
-    """One loader per view, the plain one first (the order ``Learner.predict_passes`` expects). View k is seeded
+    """One loader per view, the plain one first (the order :func:`blend` expects). View k is seeded
     ``seed + k``: two copies of one random pipeline still give two different views, the same ones every run."""
     return [image_loader(items, tfm, batch_size=batch_size, num_workers=num_workers, seed=seed + k, device=device)
             for k, tfm in enumerate([plain_tfm, *aug_tfms])]
