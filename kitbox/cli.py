@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-scratch", action="store_true", help="vision/text models from random weights (no pretrained "
                    "weights needed; much worse scores)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="force the device (default: CUDA when present)")
+    p.add_argument("--gpus", type=int, metavar="N", help="data parallel on N GPUs of this machine: relaunches the "
+                   "command under torchrun with N processes (NCCL)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (a message and plain eager "
+                   "mode where compiling fails)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--quick", action="store_true", help="short training, for a smoke test (its own run folders)")
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default: runs/SLUG, runs/SLUG-sample on the sample)")
@@ -160,7 +164,8 @@ def run_command(args) -> int:
     report = run(args.competition, args.data, folds=args.folds, n_folds=args.n_folds, recipes=args.recipes,
                  options=parse_sets(args.set),
                  seed=args.seed, quick=args.quick, weights=args.weights, download_weights=args.download_weights,
-                 from_scratch=args.from_scratch, device=args.device, run_dir=args.run_dir, out=args.out,
+                 from_scratch=args.from_scratch, device=args.device, compile=args.compile, run_dir=args.run_dir,
+                 out=args.out,
                  download=args.download, fresh=args.fresh, submit_to_kaggle=args.submit, message=args.message,
                  ray=args.ray, ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus)
     if not report.recipes:  # a torchrun rank other than 0: it trained, rank 0 reports
@@ -217,11 +222,12 @@ def _setup_logging(quiet: bool) -> None:
 
 def main(argv=None) -> int:
     """Entry point of ``python submit.py`` and the ``kitbox`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("KITBOX_DEBUG", "") not in ("", "0")
     _setup_logging(args.quiet)
     try:
-        return _dispatch(args)
+        return _dispatch(args, argv)
     except KeyboardInterrupt as e:
         print(f"\n{_stopped_note(e) or 'Stopped.'}", file=sys.stderr)
         return 130
@@ -238,7 +244,37 @@ def main(argv=None) -> int:
         return 1
 
 
-def _dispatch(args) -> int:
+def torchrun_argv(argv: list[str], n_gpus: int) -> list[str]:
+    """The same command under torchrun with ``n_gpus`` processes (``--gpus N`` dropped)."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--gpus":
+            skip = True
+            continue
+        if not a.startswith("--gpus="):
+            rest.append(a)
+    script = str(Path(__file__).resolve().parents[1] / "submit.py")
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n_gpus), script, *rest]
+
+
+def gpus_command(args, argv: list[str]) -> int:
+    import subprocess
+
+    import torch
+
+    found = torch.cuda.device_count()
+    if args.gpus > found:
+        raise InputError(f"--gpus {args.gpus}: torch sees {found} GPU(s) on this machine; on Kaggle pick the "
+                         "'GPU T4 x2' accelerator, or leave --gpus out to train on one device")
+    return subprocess.call(torchrun_argv(argv, args.gpus))
+
+
+def _dispatch(args, argv: list[str]) -> int:
+    if args.gpus and args.gpus > 1 and "RANK" not in os.environ:
+        return gpus_command(args, argv)
     if args.wheelhouse:
         from kitbox.kaggle import wheelhouse
 

@@ -63,6 +63,7 @@ class RunSettings:
     download_weights: bool = False  # allowed to fetch pretrained weights from the hub (--download-weights)
     from_scratch: bool = False  # no pretrained weights: random init
     device: str | None = None  # "cpu", "cuda" or None (CUDA when present)
+    compile: bool = False  # torch.compile the models (falls back, with a message, where it fails)
     n_folds: int = 5
     progress: bool = True  # progress bars
 
@@ -91,6 +92,10 @@ class FoldContext:
     @property
     def is_refit(self) -> bool:
         return self.fold == "refit"
+
+    def learner_options(self) -> dict:
+        """What every recipe passes to :class:`kitbox.learner.Learner`: the run's device, compile and progress."""
+        return {"device": self.settings.device, "compile": self.settings.compile, "progress": self.settings.progress}
 
     def task(self, **kwargs):
         """The :class:`kitbox.tasks.Task` for ``data.task`` (``n_out`` = number of classes / labels / targets)."""

@@ -151,8 +151,9 @@ def _plans(comp, data, recipes, options, settings, seed, folds, run_dir, data_fp
 
 def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, recipes=None, options: dict | None = None, seed: int = 42,
             quick: bool = False, weights=None, download_weights: bool = False, from_scratch: bool = False,
-            device: str | None = None, run_dir=None, download: bool = False, fresh: bool = False,
-            submit: bool = False, progress: bool = True, main_rank: bool = True, log: Callable = print) -> Plan:
+            device: str | None = None, compile: bool = False, run_dir=None, download: bool = False,
+            fresh: bool = False, submit: bool = False, progress: bool = True, main_rank: bool = True,
+            log: Callable = print) -> Plan:
     """Everything before training, and every check that can fail before training (files, columns, options,
     weights, packages, Kaggle credentials)."""
     from kitbox.registry import get_competition
@@ -179,7 +180,7 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
     selected = resolve_recipes(comp.recipes(), recipes)
     settings = RunSettings(quick=quick, weights=None if weights is None else str(weights),
                            download_weights=download_weights, from_scratch=from_scratch, device=device,
-                           n_folds=cv.n_folds_of(fold_ids), progress=progress)
+                           compile=compile, n_folds=cv.n_folds_of(fold_ids), progress=progress)
     run_dir = Path(run_dir) if run_dir else output_dir() / "runs" / (comp.slug + ("-sample" if loaded.is_sample else ""))
     plans = _plans(comp, loaded, selected, options, settings, seed, fold_ids, run_dir,
                    fingerprint.data_fingerprint(data_dir))
@@ -275,7 +276,8 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
 
     comp, metric = plan.competition, plan.metric
     report = Report(comp.slug, metric.name, metric.greater_is_better, cv.cv_report(results, plan.y, metric),
-                    plan.run_dir, is_sample=plan.data.is_sample, notes=list(plan.data.notes) + _weights_notes(results))
+                    plan.run_dir, is_sample=plan.data.is_sample,
+                    notes=[_device_note(plan.settings)] + list(plan.data.notes) + _weights_notes(results))
     if blended is None:
         return _finish(plan, report)
     blend_dir = plan.run_dir / "blends" / fingerprint.digest({n: rp.config_dir.name for n, rp in plan.recipes.items()})
@@ -290,6 +292,16 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     report.warnings = degenerate_warnings(written[-1], plan.data, metric, rules)
     cv.plot_cv(report.recipes, metric, blend_dir / "cv_scores.png", blended["score"])
     return _finish(plan, report, blend_dir)
+
+
+def _device_note(settings: RunSettings) -> str:
+    """Where the models trained and in what precision (the Learner's own choice for a conv net)."""
+    import torch
+
+    from kitbox.device import choose
+
+    conv = torch.nn.Conv2d(1, 1, 1)  # a stand-in: channels_last applies to conv nets on CUDA
+    return f"device: {choose(conv, settings.device, compile=settings.compile).describe()}"
 
 
 def _weights_notes(results: dict[str, cv.RecipeFolds]) -> list[str]:
@@ -343,7 +355,8 @@ def submit(plan: Plan, report: Report, message: str | None = None) -> Report:
 
 def run(competition, data=None, *, folds=None, n_folds: int | None = None, recipes=None, options: dict | None = None, seed: int = 42,
         quick: bool = False, weights=None, download_weights: bool = False, from_scratch: bool = False,
-        device: str | None = None, run_dir=None, out=None, download: bool = False, fresh: bool = False,
+        device: str | None = None, compile: bool = False, run_dir=None, out=None, download: bool = False,
+        fresh: bool = False,
         submit_to_kaggle: bool = False, message: str | None = None, ray: str | None = None, ray_cpus: int = 1,
         ray_gpus: float = 0, progress: bool = True, log: Callable = print) -> Report:
     """Train every recipe with k-fold CV, blend them on OOF, write a checked submission; return the report.
@@ -357,7 +370,7 @@ def run(competition, data=None, *, folds=None, n_folds: int | None = None, recip
     rank = _join_torchrun()
     plan = prepare(competition, data, folds=folds, n_folds=n_folds, recipes=recipes, options=options, seed=seed, quick=quick,
                    weights=weights, download_weights=download_weights, from_scratch=from_scratch, device=device,
-                   run_dir=run_dir, download=download, fresh=fresh, submit=submit_to_kaggle, progress=progress,
+                   compile=compile, run_dir=run_dir, download=download, fresh=fresh, submit=submit_to_kaggle, progress=progress,
                    main_rank=rank == 0, log=log if rank == 0 else _quiet)
     if ray and rank:
         raise InputError("--ray runs whole folds as tasks; do not combine it with torchrun")

@@ -376,3 +376,15 @@ def test_ray_runs_the_folds_and_the_pipeline_blends_them(comp, capsys):
         ray.shutdown()
     out = capsys.readouterr().out
     assert "on Ray" in out and "CV score:" in out and out.count("finished earlier, reused") == 6
+
+
+def test_gpus_relaunches_under_torchrun_and_says_when_there_are_too_few(comp, capsys):
+    argv = comp["argv"] + ["--gpus", "2", "--recipes", "bayes"]
+    cmd = cli.torchrun_argv(argv, 2)
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert cmd[6].endswith("submit.py") and cmd[7:] == comp["argv"] + ["--recipes", "bayes"]
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        assert cli.main(argv) == 1
+        assert "--gpus 2: torch sees" in capsys.readouterr().err
