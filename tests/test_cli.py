@@ -388,3 +388,36 @@ def test_gpus_relaunches_under_torchrun_and_says_when_there_are_too_few(comp, ca
     if torch.cuda.device_count() < 2:
         assert cli.main(argv) == 1
         assert "--gpus 2: torch sees" in capsys.readouterr().err
+
+
+def test_a_disk_that_fills_mid_run_is_one_line_and_finished_folds_survive(comp, capsys, monkeypatch):
+    import errno
+
+    from kitbox import runs
+
+    real = runs.atomic_write_bytes
+    writes = []
+
+    def fill_up(path, data):
+        writes.append(path)
+        if "fold1" in str(path) and str(path).endswith("oof.npy"):  # the disk fills while fold 1 saves
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", fill_up)
+    assert cli.main(comp["argv"] + ["--recipes", "bayes"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the disk is full") and "finished folds are kept" in err
+    config = config_dirs(comp["run_dir"], "bayes")[0]
+    assert (config / "fold0" / "done.json").exists() and not (config / "fold1" / "done.json").exists()
+    assert not list(config.rglob("*.tmp")) and not comp["out"].exists()
+    monkeypatch.setattr(runs, "atomic_write_bytes", real)
+    assert cli.main(comp["argv"] + ["--recipes", "bayes"]) == 0  # space freed: the rerun finishes the rest
+    assert "finished earlier, reused" in capsys.readouterr().out
+
+
+def test_a_missing_file_names_it_and_what_the_folder_holds(comp, capsys):
+    (comp["data"] / "test.csv").rename(comp["data"] / "test_v2.csv")
+    assert cli.main(comp["argv"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {comp['data'] / 'test.csv'} not found") and "test_v2.csv" in err
