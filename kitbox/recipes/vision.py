@@ -54,7 +54,7 @@ class CNNOptions:
 
 @dataclass(frozen=True)
 class SmallCNNOptions:
-    epochs: int | None = None  # None: about 26k images seen per fold, 4 to 15 epochs (2 with --quick)
+    epochs: int | None = None  # None: about 52k images seen per fold (8 epochs of 6,400), 4 to 15 (2 with --quick)
     lr: float = 5e-3  # one-cycle peak LR (where lr_find's valley lands for this net)
     find_lr: bool = False  # run lr_find first (on 2 CPU cores it costs about an epoch)
     bs: int | None = None  # None: 128, fewer on small data (enough optimizer steps)
@@ -299,27 +299,25 @@ def _from_one(values: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- linear probe
 
 
-def _probe_features(ctx: FoldContext, options, n_out: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Mean of the plain and mirrored pooled features (train rows, test rows), one block per backbone, cached in
-    ``ctx.shared_dir`` so every fold of this configuration computes them once."""
-    data, size = ctx.data, _size(ctx, options)
+def probe_features(data, archs: list[str], size: int, settings, cache_dir: Path) -> tuple[list, list, list]:
+    """Per backbone: the mean of the plain and mirrored pooled features of the train rows and of the test rows,
+    cached in ``cache_dir``; and where each backbone's weights came from."""
     blocks_train, blocks_test, sources = [], [], []
-    for i, arch in enumerate(_archs(options)):
-        model = _backbone(arch, i == 0, n_out, ctx.settings)
+    for i, arch in enumerate(archs):
+        model = _backbone(arch, i == 0, 1, settings)
         sources.append(_weights_text(arch, model))
         views = _views(model, size)
-        cache = ctx.shared_dir / "features"
         for images, blocks in ((data.train_images, blocks_train), (data.test_images, blocks_test)):
-            feats = [_cached(model, images, t, cache, f"{arch}-{v}{size}").numpy() for v, t in views.items()]
+            feats = [_cached(model, images, t, cache_dir, f"{arch}-{v}{size}").numpy() for v, t in views.items()]
             blocks.append(np.mean(feats, axis=0))
-    return np.concatenate(blocks_train, 1), np.concatenate(blocks_test, 1), sources
+    return blocks_train, blocks_test, sources
 
 
 def _size(ctx: FoldContext, options) -> int:
     return int(options.size or (128 if ctx.data.is_sample else 224))
 
 
-def _probe_fit_predict(x_fit, y_fit, x_pred: list, kind: str, n_out: int, cs: list[float], inner: int, seed: int):
+def fit_probe(x_fit, y_fit, x_pred: list, kind: str, n_out: int, cs: list[float], inner: int, seed: int):
     """Standardised features -> logistic regression (one per label for multi-label) or ridge, C by inner CV on
     ``x_fit``'s rows. Returns the predictions for each array of ``x_pred`` and the chosen C (or alpha)."""
     from sklearn.linear_model import RidgeCV
@@ -383,12 +381,15 @@ def _inner_cv_c(x, target: np.ndarray, cs, inner: int, seed: int) -> float:
 def linear_probe(ctx: FoldContext) -> FoldPredictions:
     """Frozen pretrained features (plain + mirrored, averaged), logistic regression / ridge, C by inner CV."""
     opts, kind = ctx.options, ctx.data.task or "regression"
-    x_train, x_test, sources = _probe_features(ctx, opts)
+    # every fold of this configuration shares the features: computed by the first, read by the others
+    blocks_train, blocks_test, sources = probe_features(ctx.data, _archs(opts), _size(ctx, opts), ctx.settings,
+                                                        ctx.shared_dir / "features")
+    x_train, x_test = np.concatenate(blocks_train, 1), np.concatenate(blocks_test, 1)  # backbones side by side
     cs = [float(c) for c in opts.cs.split(",") if c.strip()]
     tr, va = ctx.train_idx, ctx.valid_idx
     n_out = len(ctx.data.classes) if kind in ("multiclass", "multilabel") else 1
-    (oof, test), chosen = _probe_fit_predict(x_train[tr], ctx.y[tr], [x_train[va], x_test], kind, n_out, cs,
-                                             opts.inner_folds, ctx.seed)
+    (oof, test), chosen = fit_probe(x_train[tr], ctx.y[tr], [x_train[va], x_test], kind, n_out, cs,
+                                    opts.inner_folds, ctx.seed)
     info = {"weights": "; ".join(sources), "features": int(x_train.shape[1]), "size": _size(ctx, opts), **chosen}
     return FoldPredictions(oof=oof, test=test, info=info)
 
@@ -562,7 +563,7 @@ def small_cnn(ctx: FoldContext) -> FoldPredictions:
     mean, std = _pixel_norm(pixels[ctx.train_idx])
     pipes = _digit_pipelines(mean, std, pixels.shape[1], opts.tta, ctx.seed)
     learn = _small_cnn_learner(ctx, pipes, task)
-    epochs = int(opts.epochs or (2 if ctx.quick else np.clip(26_000 // len(ctx.train_idx), 4, 15)))
+    epochs = int(opts.epochs or (2 if ctx.quick else np.clip(52_000 // len(ctx.train_idx), 4, 15)))
     lr = opts.lr
     if opts.find_lr:  # the valley of a short range test is noisy: keep it sane
         found = learn.lr_find(start_lr=1e-5, end_lr=1.0, num_it=min(100, 3 * len(learn.train_loader)))
