@@ -49,9 +49,9 @@ def test_a_missing_pixel_column_fails_at_load_naming_it(comp, tmp_path):
 
 
 def test_a_short_run_learns_digits_and_writes_a_checked_submission(tmp_path):
-    report = kitbox.run("digits", None, n_folds=2, options={"epochs": 8, "tta": 2}, run_dir=tmp_path / "run",
+    report = kitbox.run("digits", None, n_folds=2, options={"epochs": 6, "tta": 1}, run_dir=tmp_path / "run",
                         out=tmp_path / "sub.csv", progress=False, log=lambda *a: None)
-    assert report.is_sample and report.recipes["small_cnn"]["oof"] > 0.7  # 8 epochs on 250 digits; chance is 0.1
+    assert report.is_sample and report.recipes["small_cnn"]["oof"] > 0.6  # 6 epochs on 250 digits; chance is 0.1
     sub = pd.read_csv(report.submission)
     assert len(sub) == 100 and sub["Label"].between(0, 9).all()
 

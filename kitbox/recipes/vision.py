@@ -153,11 +153,17 @@ def _head_predict(model, feats, task) -> np.ndarray:
     return head_predict(model, feats, task)
 
 
+def _seeded(pipeline, seed: int):
+    """An albumentations pipeline drawing its augmentations from ``seed`` (the same run twice, the same images)."""
+    pipeline.set_random_seed(seed)
+    return pipeline
+
+
 def _image_pipelines(model, size: int, n_tta: int, seed: int) -> dict:
     from kitbox.vision.transforms import norm_of, train_tfms, tta_tfms, valid_tfms
 
     norm = norm_of(model)
-    return {"train": lambda s: train_tfms(s, norm), "valid": lambda s: valid_tfms(s, norm),
+    return {"train": lambda s: _seeded(train_tfms(s, norm), seed + s), "valid": lambda s: valid_tfms(s, norm),
             "tta": tta_tfms(size, norm, n=n_tta, seed=seed) if n_tta else [], "plain": valid_tfms(size, norm)}
 
 
@@ -193,7 +199,7 @@ def _tta_passes(learn, items, pipes: dict, bs: int = 64) -> tuple[np.ndarray, np
 def _digit_pipelines(mean: float, std: float, side: int, n_tta: int, seed: int) -> dict:
     from kitbox.vision.transforms import digit_train_tfms, digit_tta_tfms, digit_valid_tfms
 
-    return {"train": digit_train_tfms(side, mean, std), "plain": digit_valid_tfms(side, mean, std),
+    return {"train": _seeded(digit_train_tfms(side, mean, std), seed), "plain": digit_valid_tfms(side, mean, std),
             "tta": digit_tta_tfms(side, n=n_tta, seed=seed, mean=mean, std=std)}
 
 
@@ -240,6 +246,12 @@ class Calibration:
 
     def info(self) -> dict:
         return {"tta_beta": self.beta, "temperature": self.temperature, "prior_share": self.shrink, "clip": self.clip}
+
+    def report(self, plain: np.ndarray, augmented: np.ndarray | None, y: np.ndarray) -> dict:
+        """Its settings, and the loss on the rows it was fitted on before (plain pass) and after calibrating."""
+        return {**self.info(), "calibration_rows": len(y),
+                "calibration_loss_plain": _calibration_loss(self.kind, y, plain),
+                "calibration_loss": _calibration_loss(self.kind, y, self.apply(plain, augmented))}
 
 
 def _soften(p: np.ndarray, temperature: float, kind: str) -> np.ndarray:
@@ -348,7 +360,7 @@ def _logistic(x_fit, target: np.ndarray, x_pred: list, n_classes: int, cs, inner
         p = np.full(n_classes, 0.5 / (len(target) + 1))
         p[classes[0]] = 1 - p[classes[0]] * (n_classes - 1)
         return [np.tile(p, (len(x), 1)) for x in x_pred], None
-    best_c = _inner_cv_c(x_fit, target, cs, inner, seed)
+    best_c = _inner_cv_c(x_fit, target, cs, inner, seed) if len(cs) > 1 else float(cs[0])
     model = LogisticRegression(C=best_c, max_iter=2000).fit(x_fit, target)
     out = []
     for x in x_pred:
@@ -403,12 +415,13 @@ def _target_dtype(kind: str):
     return torch.int64 if kind == "multiclass" else torch.float32
 
 
-def _head_epochs(n_rows: int, quick: bool, given: int | None, bs: int = 64, steps: int = 300) -> int:
-    """Enough epochs for ~300 optimizer steps (at least 8): a head on 200 photos needs many more epochs than on
-    20,000 to see as many batches, and an epoch on cached features costs milliseconds."""
+def _head_epochs(n_rows: int, quick: bool, given: int | None, bs: int = 64) -> int:
+    """Enough epochs for ~300 optimizer steps (100 with --quick), at least 8 (3): a head on 200 photos needs many
+    more epochs than on 20,000 to see as many batches, and an epoch on cached features costs milliseconds."""
     if given:
         return int(given)
-    return 3 if quick else max(8, -(-steps * bs // max(n_rows, 1)))
+    steps, least = (100, 3) if quick else (300, 8)
+    return max(least, -(-steps * bs // max(n_rows, 1)))
 
 
 def _head_phase(ctx: FoldContext, model, task, fit_idx: np.ndarray, feats: dict) -> float:
@@ -419,7 +432,7 @@ def _head_phase(ctx: FoldContext, model, task, fit_idx: np.ndarray, feats: dict)
     return _head_fit(model, views, ctx.y[fit_idx], task, epochs, ctx.options.lr, ctx.seed, ctx.fold_dir / "head")
 
 
-def _head_calibration(ctx: FoldContext, pristine, task, feats: dict, lr: float, prior: np.ndarray) -> Calibration:
+def _head_calibration(ctx: FoldContext, pristine, task, feats: dict, lr: float, prior: np.ndarray):
     """Calibration fitted on the fold's training rows: each inner fold's head predicts the rows it did not see."""
     from sklearn.model_selection import KFold
 
@@ -434,7 +447,8 @@ def _head_calibration(ctx: FoldContext, pristine, task, feats: dict, lr: float, 
         flip.append(_head_predict(head, feats["flip"][0][tr[held_pos]], task))
     order = np.argsort(np.concatenate(held))  # back to the order of the training rows
     plain, flip = np.concatenate(plain)[order], np.concatenate(flip)[order]
-    return fit_calibration(plain, flip, ctx.y[tr], task.kind, prior)
+    cal = fit_calibration(plain, flip, ctx.y[tr], task.kind, prior)
+    return cal, cal.report(plain, flip, ctx.y[tr])
 
 
 def _cnn_head_only(ctx: FoldContext, model, task, info: dict) -> FoldPredictions:
@@ -444,11 +458,11 @@ def _cnn_head_only(ctx: FoldContext, model, task, info: dict) -> FoldPredictions
     pristine = copy.deepcopy(model)  # the inner-CV heads start where the fold's head starts
     feats = _head_features(ctx, model)
     lr = _head_phase(ctx, model, task, ctx.train_idx, feats)
-    cal = _head_calibration(ctx, pristine, task, feats, lr, _prior(task.kind, ctx.y[ctx.train_idx], task.n_out))
+    cal, report = _head_calibration(ctx, pristine, task, feats, lr, _prior(task.kind, ctx.y[ctx.train_idx], task.n_out))
     va = torch.as_tensor(ctx.valid_idx)
     oof = cal.apply(*[_head_predict(model, train[va], task) for train, _ in feats.values()])
     test = cal.apply(*[_head_predict(model, test, task) for _, test in feats.values()])
-    return FoldPredictions(oof=oof, test=test, info={**info, "head_lr": lr, **cal.info()})
+    return FoldPredictions(oof=oof, test=test, info={**info, "head_lr": lr, **report})
 
 
 def _head_features(ctx: FoldContext, model) -> dict:
@@ -485,7 +499,8 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
     ft_lr = float(opts.ft_lr or (lr if scratch else lr / 10))
     pipes = _image_pipelines(model, sizes[-1], opts.tta, ctx.seed)
     dtype = _target_dtype(task.kind)
-    train_dl = _loader(_with_labels(data.train_images, fit_idx, ctx.y), pipes["train"](sizes[0]), opts.bs, ctx.seed,
+    bs = min(opts.bs, len(fit_idx))  # a tiny training set still makes one batch
+    train_dl = _loader(_with_labels(data.train_images, fit_idx, ctx.y), pipes["train"](sizes[0]), bs, ctx.seed,
                        dtype, train=True, workers=opts.workers)
     calib_items = _with_labels(data.train_images, calib_idx, ctx.y)
     learn = _unfrozen(model, train_dl, _loader(calib_items, pipes["valid"](sizes[0]), 64, None, dtype), task,
@@ -495,12 +510,13 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
     for size in sizes:
         _resize_and_fit(learn, size, pipes, lambda learn: learn.fit_sgdr(1, 1, group_lr))
     learn.save(ctx.fold_dir / "model.safetensors")
-    cal = fit_calibration(*_tta_passes(learn, calib_items, pipes), ctx.y[calib_idx], task.kind,
-                          _prior(task.kind, ctx.y[fit_idx], task.n_out))
+    calib_passes = _tta_passes(learn, calib_items, pipes)
+    cal = fit_calibration(*calib_passes, ctx.y[calib_idx], task.kind, _prior(task.kind, ctx.y[fit_idx], task.n_out))
     oof = cal.apply(*_tta_passes(learn, _with_labels(data.train_images, ctx.valid_idx), pipes))
     test = cal.apply(*_tta_passes(learn, data.test_images, pipes))
-    info.update(head_lr=None if scratch else lr, ft_lr=ft_lr, ft_sizes=sizes, calib_rows=len(calib_idx),
-                data_share=[round(h["data_time"] / h["time"], 3) for h in learn.history], **cal.info())
+    info.update(head_lr=None if scratch else lr, ft_lr=ft_lr, ft_sizes=sizes,
+                data_share=[round(h["data_time"] / h["time"], 3) for h in learn.history],
+                **cal.report(*calib_passes, ctx.y[calib_idx]))
     return FoldPredictions(oof=oof, test=test, info=info)
 
 
