@@ -296,3 +296,11 @@ def test_calibration_leaves_a_good_model_alone_and_picks_the_tta_weight():
     augmented = 1 / (1 + np.exp(-(logit + rng.normal(0, 3.0, 2000))))
     cal = fit_calibration(plain, augmented, y, "binary", np.array(y.mean()))
     assert cal.shrink == 0.0 and cal.beta >= 0.6
+
+
+def test_calibration_submits_the_prior_when_the_model_cannot_show_it_does_better():
+    """Four held-out rows, two right and two wrong: no evidence against the constant, so the prior is submitted."""
+    y, p = np.array([1, 0, 1, 0]), np.array([0.9, 0.2, 0.3, 0.6])
+    cal = fit_calibration(p, None, y, "binary", np.array(0.5))
+    assert cal.shrink == 1.0
+    np.testing.assert_allclose(cal.apply(np.array([0.01, 0.99])), 0.5)

@@ -266,14 +266,27 @@ def _soften(p: np.ndarray, temperature: float, kind: str) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.log(q / (1 - q)) / temperature))
 
 
-def _calibration_loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
-    """Log loss (mean binary cross-entropy per label for multi-label; squared error for regression)."""
+def _row_losses(kind: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's log loss (mean binary cross-entropy over labels for multi-label; squared error for regression)."""
     if kind == "regression":
-        return float(np.mean((np.asarray(y, dtype=np.float64) - p) ** 2))
+        return (np.asarray(y, dtype=np.float64) - p) ** 2
     q = np.clip(p, 1e-15, 1 - 1e-15)
     if kind == "multiclass":
-        return float(-np.mean(np.log(q[np.arange(len(y)), y])))
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+        return -np.log(q[np.arange(len(y)), y])
+    losses = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return losses.mean(1) if losses.ndim == 2 else losses
+
+
+def _calibration_loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(_row_losses(kind, y, p)))
+
+
+def _beats_the_prior(cal: "Calibration", plain, augmented, y: np.ndarray) -> bool:
+    """Whether the calibrated model beats the constant prior on these rows by more than two standard errors of
+    the per-row difference: a model that cannot show that (too few rows, or no signal) submits the prior."""
+    p = cal.apply(plain, augmented)
+    gain = _row_losses(cal.kind, y, np.broadcast_to(cal.prior, p.shape)) - _row_losses(cal.kind, y, p)
+    return len(gain) > 1 and gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain))
 
 
 def _prior(kind: str, y: np.ndarray, n_out: int) -> np.ndarray:
@@ -291,7 +304,7 @@ def _best(candidates: list[Calibration], plain, augmented, y) -> Calibration:
 def fit_calibration(plain: np.ndarray, augmented: np.ndarray | None, y: np.ndarray, kind: str,
                     prior: np.ndarray) -> Calibration:
     """TTA's beta, then temperature and prior share together, then the clip, each minimising log loss on these
-    (training) rows' held-out predictions."""
+    (training) rows' held-out predictions; the constant prior when the model cannot show it does better."""
     cal = Calibration(kind, prior)
     if augmented is not None:
         cal = _best([Calibration(kind, prior, beta=b) for b in BETAS[::-1]], plain, augmented, y)
@@ -299,8 +312,9 @@ def fit_calibration(plain: np.ndarray, augmented: np.ndarray | None, y: np.ndarr
         return cal
     grid = [Calibration(kind, prior, cal.beta, t, s) for s in SHRINKS for t in _from_one(TEMPERATURES)]
     cal = _best(grid, plain, augmented, y)
-    return _best([Calibration(kind, prior, cal.beta, cal.temperature, cal.shrink, c) for c in CLIPS],
-                 plain, augmented, y)
+    cal = _best([Calibration(kind, prior, cal.beta, cal.temperature, cal.shrink, c) for c in CLIPS],
+                plain, augmented, y)
+    return cal if _beats_the_prior(cal, plain, augmented, y) else Calibration(kind, prior, cal.beta, shrink=1.0)
 
 
 def _from_one(values: np.ndarray) -> np.ndarray:
