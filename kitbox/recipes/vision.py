@@ -10,7 +10,8 @@
 
 Probabilities are calibrated on training rows only (inner CV for the head, held-out training rows for a
 trained network): TTA's plain-pass weight, a temperature, a share of the training prior and a clip, each chosen
-for log loss, so a weak model (from scratch on 1,280 photos) is never worse than the constant prediction.
+for log loss; a model that cannot show it beats the training prior on those rows submits the prior, so a weak one
+(from scratch on 1,280 photos) scores about the constant prediction instead of several times worse.
 Every call into :mod:`kitbox.vision` sits in the "kitbox.vision calls" section.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ class LinearProbeOptions:
 class CNNOptions:
     arch: str = DEFAULT_ARCH  # timm backbone
     size: int | None = None  # features and prediction side; None: 224 (128 on the embedded sample)
-    head_epochs: int | None = None  # None: enough for ~300 optimizer steps, at least 8 (3 with --quick)
+    head_epochs: int | None = None  # None: enough for ~300 optimizer steps, at least 8 (~100, 3 with --quick)
     lr: float | None = None  # head LR; None: lr_find's valley (from scratch: 3e-3)
     ft_sizes: str = ""  # unfrozen phase, one SGDR cycle per size ("128,224"); "": head only (from scratch: size x3)
     ft_lr: float | None = None  # unfrozen LR of the last group; None: head LR / 10 (from scratch: the head LR)
