@@ -306,3 +306,13 @@ def test_calibration_submits_the_prior_when_the_model_cannot_show_it_does_better
     cal = fit_calibration(p, None, y, "binary", np.array(0.5))
     assert cal.shrink == 1.0
     np.testing.assert_allclose(cal.apply(np.array([0.01, 0.99])), 0.5)
+
+
+def test_calibration_of_float32_certainties_stays_finite():
+    """A network's float32 output of exactly 1.0 on a wrong row: every candidate's loss is finite, none is NaN."""
+    y = np.array([0, 1, 1, 0, 1, 0] * 20)
+    p = np.where(y == 1, 0.97, 0.02).astype(np.float32)
+    p[0] = 1.0  # confidently wrong
+    cal = fit_calibration(p, None, y, "binary", np.array(0.5))
+    losses = cal.report(p, None, y)
+    assert np.isfinite(losses["calibration_loss_plain"]) and losses["calibration_loss"] < losses["calibration_loss_plain"]

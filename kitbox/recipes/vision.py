@@ -239,7 +239,8 @@ class Calibration:
     clip: float = 0.0
 
     def apply(self, plain: np.ndarray, augmented: np.ndarray | None = None) -> np.ndarray:
-        p = plain if augmented is None else self.beta * plain + (1 - self.beta) * augmented
+        plain = np.asarray(plain, dtype=np.float64)  # float32's 1 - 1e-12 is 1: logits and logs would be infinite
+        p = plain if augmented is None else self.beta * plain + (1 - self.beta) * np.asarray(augmented, np.float64)
         if self.kind == "regression":
             return p
         p = (1 - self.shrink) * _soften(p, self.temperature, self.kind) + self.shrink * self.prior
@@ -269,6 +270,7 @@ def _soften(p: np.ndarray, temperature: float, kind: str) -> np.ndarray:
 
 def _row_losses(kind: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Each row's log loss (mean binary cross-entropy over labels for multi-label; squared error for regression)."""
+    p = np.asarray(p, dtype=np.float64)  # in float32, 1 - 1e-15 is 1 and log(1 - q) is -inf
     if kind == "regression":
         return (np.asarray(y, dtype=np.float64) - p) ** 2
     q = np.clip(p, 1e-15, 1 - 1e-15)
