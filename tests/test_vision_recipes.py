@@ -315,4 +315,5 @@ def test_calibration_of_float32_certainties_stays_finite():
     p[0] = 1.0  # confidently wrong
     cal = fit_calibration(p, None, y, "binary", np.array(0.5))
     losses = cal.report(p, None, y)
-    assert np.isfinite(losses["calibration_loss_plain"]) and losses["calibration_loss"] < losses["calibration_loss_plain"]
+    assert np.isfinite(losses["calibration_loss_plain"])
+    assert losses["calibration_loss"] < losses["calibration_loss_plain"]
