@@ -142,6 +142,7 @@ class Recipe:
     needs: tuple[str, ...] = ()
     preflight: Callable | None = None
     defaults: tuple[tuple[str, Any], ...] = ()  # option defaults changed by ``configure``
+    pretrained: bool = False  # loads pretrained weights: under --from-scratch the run names it NAME_from_scratch
 
     def __call__(self, ctx: FoldContext) -> FoldPredictions:
         return self.fn(ctx)
@@ -164,11 +165,11 @@ class Recipe:
         return self.options(**{**dict(self.defaults), **(values or {})})
 
 
-def recipe(options: type | None = None, needs=(), preflight: Callable | None = None):
+def recipe(options: type | None = None, needs=(), preflight: Callable | None = None, pretrained: bool = False):
     """Decorator: ``@recipe(options=CNNOptions)`` turns a function of a FoldContext into a :class:`Recipe`."""
 
     def wrap(fn):
-        return Recipe(fn, options or NoOptions, tuple(needs), preflight)
+        return Recipe(fn, options or NoOptions, tuple(needs), preflight, pretrained=pretrained)
 
     return wrap
 

@@ -181,6 +181,8 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
     settings = RunSettings(quick=quick, weights=None if weights is None else str(weights),
                            download_weights=download_weights, from_scratch=from_scratch, device=device,
                            compile=compile, n_folds=cv.n_folds_of(fold_ids), progress=progress)
+    if from_scratch:  # a recipe made for pretrained weights says in its name, folder and summary that it had none
+        selected = {f"{n}_from_scratch" if r.pretrained else n: r for n, r in selected.items()}
     run_dir = Path(run_dir) if run_dir else output_dir() / "runs" / (comp.slug + ("-sample" if loaded.is_sample else ""))
     plans = _plans(comp, loaded, selected, options, settings, seed, fold_ids, run_dir,
                    fingerprint.data_fingerprint(data_dir))

@@ -1,10 +1,15 @@
-"""The Digit Recognizer adapter on its embedded sample (and the shared full data when present)."""
+"""The Digit Recognizer card on its embedded sample: what it loads, its submission, bad input, a short run (and
+the shared full data when present)."""
+import shutil
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from conftest import shared_path
+import kitbox
 from competitions.digit_recognizer import DigitRecognizer
-from kitbox.cv import run_fold
+from conftest import shared_path
+from kitbox.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -17,29 +22,41 @@ def sample(comp):
     return comp.load(comp.sample_dir)
 
 
-def test_sample_loads_and_submission_is_argmax_in_order(comp, sample):
-    assert sample.is_sample and comp.metric.name == "accuracy"
-    assert sample.train.shape[1] == 785 and sample.test.shape[1] == 784
-    probs = np.eye(10)[np.arange(len(sample.test)) % 10]
-    sub = comp.submission(sample, probs)
+def test_sample_loads_as_ten_classes_of_28x28_pixels(comp, sample):
+    assert sample.is_sample and comp.metric.name == "accuracy" and sample.task == "multiclass"
+    assert sample.classes == list(range(10)) and list(comp.recipes()) == ["small_cnn"]
+    assert sample.train_images.pixels.shape == (len(sample.train), 28, 28)
+    assert sample.test_images.pixels.shape == (len(sample.test), 28, 28)
+    np.testing.assert_array_equal(comp.targets(sample), sample.train["label"].to_numpy())
+
+
+def test_submission_is_the_argmax_in_image_id_order(comp, sample):
+    digits = np.arange(len(sample.test)) % 10
+    sub = comp.submission(sample, comp.apply(np.eye(10)[digits], {}))
     assert list(sub.columns) == ["ImageId", "Label"]
-    assert sub["ImageId"].tolist() == list(range(1, len(sample.test) + 1))
-    assert sub["Label"].tolist() == (np.arange(len(sample.test)) % 10).tolist()
-    with pytest.raises(ValueError, match="test predictions for"):
-        comp.submission(sample, probs[:-1])
+    assert sub["ImageId"].astype(int).tolist() == list(range(1, len(sample.test) + 1))  # the test row's number
+    assert sub["Label"].tolist() == digits.tolist()
 
 
-def test_recipe_learns_digits_on_the_sample(comp, sample, tmp_path):
-    folds = comp.split(sample, 5, 42)
-    rec = run_fold("small_cnn", comp.recipes()["small_cnn"], 0, folds, sample, comp.targets(sample), comp.metric,
-                   tmp_path, options={"progress": False, "epochs": 8, "tta": 2, "widths": "16,32,64"})
-    assert rec.oof.shape == (len(rec.valid_idx), 10) and np.allclose(rec.oof.sum(1), 1, atol=1e-4)
-    assert rec.score >= 0.85, f"accuracy {rec.score:.3f} on 100 held-out digits after training on 400"
-    assert {"accuracy_plain", "accuracy_tta", "data_share"} <= set(rec.info)
-    assert (tmp_path / "small_cnn" / "fold0" / "model.safetensors").exists()
+def test_a_missing_pixel_column_fails_at_load_naming_it(comp, tmp_path):
+    train = pd.read_csv(comp.sample_dir / "train.csv.gz")
+    train.drop(columns=["pixel400"]).to_csv(tmp_path / "train.csv", index=False)
+    for name in ("test.csv.gz", "sample_submission.csv"):
+        shutil.copy(comp.sample_dir / name, tmp_path / name)
+    with pytest.raises(InputError) as err:
+        comp.load(tmp_path)
+    assert "pixel400" in str(err.value) and "train.csv" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_short_run_learns_digits_and_writes_a_checked_submission(tmp_path):
+    report = kitbox.run("digits", None, n_folds=2, options={"epochs": 6, "tta": 1}, run_dir=tmp_path / "run",
+                        out=tmp_path / "sub.csv", progress=False, log=lambda *a: None)
+    assert report.is_sample and report.recipes["small_cnn"]["oof"] > 0.6  # 6 epochs on 250 digits; chance is 0.1
+    sub = pd.read_csv(report.submission)
+    assert len(sub) == 100 and sub["Label"].between(0, 9).all()
 
 
 def test_full_data_loads(comp):
     data = comp.load(shared_path("data", "digit-recognizer"))
-    assert not data.is_sample and len(data.test) == len(data.sample_submission)
+    assert not data.is_sample and len(data.train) == 8000 and len(data.test) == len(data.sample_submission)
     assert set(comp.targets(data)) == set(range(10))

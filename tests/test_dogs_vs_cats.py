@@ -1,11 +1,14 @@
-"""The Dogs vs Cats adapter on its embedded sample (and the shared full data when present)."""
+"""The Dogs vs Cats card on its embedded sample: what it loads, its submission, unreadable and misplaced photos
+(and the shared full data when present)."""
+import shutil
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from conftest import shared_path
+import kitbox
 from competitions.dogs_vs_cats import DogsVsCats
-from kitbox.cv import run_fold
-from kitbox.vision import models as vmodels
+from conftest import shared_path
 
 WEIGHTS = ("weights", "efficientnet_lite0.in1k.safetensors")
 
@@ -20,57 +23,58 @@ def sample(comp):
     return comp.load(comp.sample_dir)
 
 
-def test_sample_loads_as_a_competition(comp, sample):
-    assert sample.is_sample and comp.metric.name == "log_loss" and not comp.metric.greater_is_better
-    names = sample.train["path"].str.rsplit("/", n=1).str[-1]
-    assert (names.str.startswith("dog") == (sample.train["label"] == 1)).all()
+def test_sample_loads_as_p_dog_from_file_names(comp, sample):
+    assert sample.is_sample and comp.metric.name == "log_loss" and sample.task == "binary"
+    assert sample.classes == ["cat", "dog"]  # classes[1] is the submitted probability's class
+    y = comp.targets(sample)
+    np.testing.assert_array_equal(y, [p.name.startswith("dog.") for p in sample.train_images.paths])
     assert set(sample.test["id"]) == set(sample.sample_submission["id"])
+    assert set(comp.recipes()) == {"linear_probe", "cnn"}
     folds = comp.split(sample, 5, 42)
-    for k in range(5):  # stratified: each fold holds about as many cats as dogs
-        labels = sample.train["label"].to_numpy()[folds == k]
-        assert abs(labels.mean() - 0.5) < 0.1
+    assert all(abs(y[folds == k].mean() - 0.5) < 0.1 for k in range(5))  # stratified
 
 
-def test_submission_is_clipped_p_dog_in_sample_order(comp, sample):
+def test_submission_is_p_dog_in_the_sample_order(comp, sample):
     pred = np.linspace(0, 1, len(sample.test))
-    sub = comp.submission(sample, pred)
+    sub = comp.submission(sample, comp.apply(pred, {}))
     assert list(sub.columns) == ["id", "label"] and sub["id"].tolist() == sample.sample_submission["id"].tolist()
     by_id = dict(zip(sample.test["id"], pred))
     np.testing.assert_allclose(sub["label"], [by_id[i] for i in sub["id"]])
-    partial = sample.test.iloc[1:]  # an unreadable test photo was skipped: it gets the prior, with a warning
-    sample_short = type(sample)(sample.train, partial, sample.sample_submission, sample.data_dir)
-    with pytest.warns(UserWarning, match="1 test ids have no prediction"):
-        sub = comp.submission(sample_short, np.full(len(partial), 0.9))
-    assert sub.loc[sub["id"] == sample.test["id"].iloc[0], "label"].item() == 0.5
 
 
-def test_recipe_without_weights_explains_instead_of_downloading(comp, sample, tmp_path, monkeypatch):
-    monkeypatch.delenv("KITBOX_WEIGHTS", raising=False)
-    monkeypatch.delenv("KITBOX_FROM_SCRATCH", raising=False)
-    monkeypatch.setattr(vmodels, "KAGGLE_INPUT", tmp_path / "no-kaggle")
-    monkeypatch.setattr(vmodels, "_hub_cache_file", lambda name: None)
-    folds = comp.split(sample, 5, 42)
-    with pytest.raises(vmodels.WeightsNotFound, match="--weights PATH"):
-        run_fold("pretrained_cnn", comp.recipes()["pretrained_cnn"], 0, folds, sample, comp.targets(sample),
-                 comp.metric, tmp_path, options={"progress": False})
+def copy_sample(comp, folder, per_class: int = 24):
+    (folder / "train").mkdir(parents=True)
+    for label in ("cat", "dog"):
+        for src in sorted((comp.sample_dir / "train").glob(f"{label}.*.jpg"))[:per_class]:
+            shutil.copy(src, folder / "train" / src.name)
+    shutil.copytree(comp.sample_dir / "test", folder / "test")
+    shutil.copy(comp.sample_dir / "sample_submission.csv", folder / "sample_submission.csv")
+    return folder
 
 
-def test_recipe_with_pretrained_weights_on_the_sample(comp, sample, tmp_path):
-    """Frozen features + head on 160 small real photos tell most of the 40 held-out ones apart; a short unfrozen
-    phase at 96 px then runs through (its few batches are no test of accuracy); probabilities are clipped."""
-    weights = shared_path(*WEIGHTS)
-    folds = comp.split(sample, 5, 42)
-    rec = run_fold("pretrained_cnn", comp.recipes()["pretrained_cnn"], 0, folds, sample, comp.targets(sample),
-                   comp.metric, tmp_path, options={"weights": str(weights), "progress": False, "ft_sizes": "96",
-                                                   "tta": 1})
-    assert rec.info["head_accuracy_tta"] >= 0.85 and rec.info["head_log_loss_tta"] < 0.4
-    assert rec.oof.min() >= 0.005 and rec.oof.max() <= 0.995 and rec.test.shape == (len(sample.test),)
-    assert {"log_loss_plain", "log_loss_tta", "accuracy_tta", "data_share"} <= set(rec.info)
-    assert rec.info["ft_sizes"] == [96] and (tmp_path / "pretrained_cnn" / "fold0" / "model.safetensors").exists()
-    assert list((tmp_path / "cache").glob("features-plain128-*.pt"))  # the frozen phase's features were cached
+def test_an_unreadable_test_photo_gets_the_prior_and_is_named(comp, tmp_path):
+    data = copy_sample(comp, tmp_path / "data")
+    (data / "test" / "152.jpg").write_bytes(b"not a jpeg")
+    report = kitbox.run(DogsVsCats(), data, recipes="linear_probe", n_folds=2, quick=True, options={"size": 64},
+                        weights=shared_path(*WEIGHTS), run_dir=tmp_path / "run", out=tmp_path / "sub.csv",
+                        progress=False, log=lambda *a: None)
+    assert any("152.jpg" in note for note in report.notes), report.notes
+    sub = pd.read_csv(report.submission, dtype={"id": str}).set_index("id")["label"]
+    assert len(sub) == 50 and abs(sub["152"] - 0.5) < 0.2  # the prior, between the classes
+    assert sub.drop("152").std() > 0.1  # the others are predictions
+
+
+def test_a_wrong_image_folder_is_named(comp, tmp_path):
+    data = copy_sample(comp, tmp_path / "data", per_class=2)
+    shutil.copy(next((data / "train").glob("cat.*.jpg")), data / "train" / "kitten.jpg")
+    with pytest.raises(ValueError, match="kitten.jpg"):
+        comp.load(data)
+    shutil.rmtree(data / "train")
+    with pytest.raises(FileNotFoundError, match="train"):
+        comp.load(data)
 
 
 def test_full_data_loads(comp):
     data = comp.load(shared_path("data", "dogs-vs-cats-redux-kernels-edition"))
-    assert not data.is_sample and data.train["label"].nunique() == 2
-    assert len(data.test) == len(data.sample_submission)
+    assert not data.is_sample and len(data.train) == 1600 and comp.targets(data).mean() == 0.5
+    assert len(data.test) == len(data.sample_submission) == 1001

@@ -1,0 +1,615 @@
+"""Generic image recipes for any :class:`kitbox.bases.ImageCompetition`, configured by ``data.task`` alone:
+
+- ``linear_probe``: logistic regression (ridge for regression) on the pooled features of a frozen pretrained
+  backbone, plain and mirrored views averaged, C chosen by inner CV on the fold's training rows. The cheap
+  baseline every image blend includes.
+- ``cnn``: a pretrained timm CNN the fastai way: the head on cached features from lr_find's LR, then optionally
+  every layer with ``slice(lr / 100, lr)`` over SGDR cycles and progressive resizing (``ft_sizes``), TTA.
+  ``--from-scratch`` trains every layer from random weights instead (the run calls it ``cnn_from_scratch``).
+- ``small_cnn``: a small VGG-style CNN from scratch for small pixel images (``data.train_images.pixels``).
+
+Probabilities are calibrated on training rows only (inner CV for the head, held-out training rows for a
+trained network): TTA's plain-pass weight, a temperature, a share of the training prior and a clip, each chosen
+for log loss; a model that cannot show it beats the training prior on those rows submits the prior, so a weak one
+(from scratch on 1,280 photos) scores about the constant prediction instead of several times worse.
+Every call into :mod:`kitbox.vision` sits in the "kitbox.vision calls" section.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kitbox.competition import FoldContext, FoldPredictions, recipe
+from kitbox.errors import InputError
+
+DEFAULT_ARCH = "efficientnet_lite0"
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class LinearProbeOptions:
+    arch: str = DEFAULT_ARCH  # timm backbone; "a,b" concatenates several backbones' features
+    size: int | None = None  # image side the features see; None: 224 (128 on the embedded sample)
+    cs: str = "0.003,0.01,0.03,0.1,0.3,1"  # logistic regression's C (ridge: alpha = 1 / C) tried by inner CV
+    inner_folds: int = 3  # inner CV folds on the fold's training rows that choose C
+
+
+@dataclass(frozen=True)
+class CNNOptions:
+    arch: str = DEFAULT_ARCH  # timm backbone
+    size: int | None = None  # features and prediction side; None: 224 (128 on the embedded sample)
+    head_epochs: int | None = None  # None: enough for ~300 optimizer steps, at least 8 (~100, 3 with --quick)
+    lr: float | None = None  # head LR; None: lr_find's valley (from scratch: 3e-3)
+    ft_sizes: str = ""  # unfrozen phase, one SGDR cycle per size ("128,224"); "": head only (from scratch: size x3)
+    ft_lr: float | None = None  # unfrozen LR of the last group; None: head LR / 10 (from scratch: the head LR)
+    calib_frac: float = 0.15  # unfrozen phase: training rows held out to calibrate on (the head uses inner CV)
+    tta: int = 2  # augmented TTA passes after the unfrozen phase (the head's is the cached mirrored view)
+    bs: int = 32  # batch size of the unfrozen phase
+    ps: float = 0.25  # dropout before the classifier
+    workers: int = 0  # DataLoader workers of the unfrozen phase
+
+
+@dataclass(frozen=True)
+class SmallCNNOptions:
+    epochs: int | None = None  # None: about 52k images seen per fold (8 epochs of 6,400), 4 to 15 (2 with --quick)
+    lr: float = 5e-3  # one-cycle peak LR (where lr_find's valley lands for this net)
+    find_lr: bool = False  # run lr_find first (on 2 CPU cores it costs about an epoch)
+    bs: int | None = None  # None: 128, fewer on small data (enough optimizer steps)
+    widths: str = "16,32,64"  # channels of the three stages
+    ps: float = 0.25  # dropout before the classifier
+    tta: int = 4  # shifted / rotated TTA views
+    beta: float = 0.4  # weight of the plain pass in TTA
+
+
+# ---------------------------------------------------------------------------------------------- kitbox.vision calls
+
+
+def _archs(options) -> list[str]:
+    return [a.strip() for a in options.arch.split(",") if a.strip()]
+
+
+def _weights_arg(arch: str, first: bool, weights: str | None) -> str | None:
+    """``--weights``: a folder serves every backbone (files named ``ARCH*``), a file only the first one."""
+    if weights is None or first or Path(weights).is_dir():
+        return weights
+    return None
+
+
+def _find_weights(arch: str, first: bool, settings):
+    from kitbox.vision.models import WeightsNotFound, find_weights
+
+    try:
+        return find_weights(arch, _weights_arg(arch, first, settings.weights))
+    except WeightsNotFound as err:  # an explicit --weights path that does not exist
+        raise InputError(f"--weights {settings.weights}: {err}") from None
+
+
+def weights_preflight(data, settings, options) -> None:
+    """Before any training: every backbone the recipe loads has weights here, or the run may download them."""
+    if settings.from_scratch or settings.download_weights:
+        return
+    archs = _archs(options)
+    missing = [a for i, a in enumerate(archs) if _find_weights(a, i == 0, settings) is None]
+    if missing:
+        names = ", ".join(missing)
+        raise InputError(
+            f"no pretrained weights for {names} (looked at --weights, $KITBOX_WEIGHTS, /kaggle/input and timm's hub "
+            f"cache). Offline: pass --weights PATH (the weights file, or a folder holding {missing[0]}*.safetensors) "
+            f"or set KITBOX_WEIGHTS=PATH; on Kaggle attach a dataset holding {missing[0]}*.safetensors (found "
+            f"anywhere under /kaggle/input). Online: add --download-weights. Or train from random weights with "
+            f"--from-scratch (much worse).")
+
+
+def _backbone(arch: str, first: bool, n_out: int, settings, ps: float = 0.25):
+    """A timm model with a fresh ``n_out`` head: pretrained weights found offline, downloaded when allowed, or
+    random with --from-scratch."""
+    from kitbox.vision.models import create_model
+
+    if settings.from_scratch:
+        return create_model(arch, n_out, pretrained=False, ps=ps)
+    return create_model(arch, n_out, weights=_weights_arg(arch, first, settings.weights), ps=ps,
+                        download=settings.download_weights)
+
+
+def _weights_text(arch: str, model) -> str:
+    source = getattr(model, "weights_source", None)  # kitbox.vision's own wording, where it gives one
+    if source is None:
+        file = getattr(model, "weights_file", None)
+        source = ("random (from scratch)" if file is None else "downloaded from the hub" if file == "timm-hub"
+                  else f"file {file}")
+    return f"{arch} weights: {source}"
+
+
+def _views(model, size: int) -> dict:
+    """The deterministic views whose features are cached: the plain centre crop and its mirror image."""
+    from kitbox.vision.transforms import flip_tfms, norm_of, valid_tfms
+
+    norm = norm_of(model)
+    return {"plain": valid_tfms(size, norm), "flip": flip_tfms(size, norm)}
+
+
+def _cached(model, items, transform, cache_dir: Path, view: str):
+    from kitbox.vision.features import cached_features
+
+    return cached_features(model, items, transform, cache_dir, view)
+
+
+def _head_fit(model, views: list, y, task, epochs: int, lr: float | None, seed: int, run_dir: Path | None):
+    """The model's head fitted on cached features (several views stacked); returns the LR used."""
+    from kitbox.vision.finetune import train_head
+
+    metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
+    _, lr = train_head(model, views, y, task, epochs=epochs, lr=lr, metrics=metrics, seed=seed, run_dir=run_dir,
+                       progress=False)  # seconds of work: its history.json says enough
+    return lr
+
+
+def _head_predict(model, feats, task) -> np.ndarray:
+    from kitbox.vision.finetune import head_predict
+
+    return head_predict(model, feats, task)
+
+
+def _seeded(pipeline, seed: int):
+    """An albumentations pipeline drawing its augmentations from ``seed`` (the same run twice, the same images)."""
+    pipeline.set_random_seed(seed)
+    return pipeline
+
+
+def _image_pipelines(model, size: int, n_tta: int, seed: int) -> dict:
+    from kitbox.vision.transforms import norm_of, train_tfms, tta_tfms, valid_tfms
+
+    norm = norm_of(model)
+    return {"train": lambda s: _seeded(train_tfms(s, norm), seed + s), "valid": lambda s: valid_tfms(s, norm),
+            "tta": tta_tfms(size, norm, n=n_tta, seed=seed) if n_tta else [], "plain": valid_tfms(size, norm)}
+
+
+def _loader(items, transform, bs: int, seed: int | None, target_dtype=None, train: bool = False, workers: int = 0):
+    from kitbox.vision.data import image_loader
+
+    return image_loader(items, transform, batch_size=bs, shuffle=train, seed=seed, target_dtype=target_dtype,
+                        drop_last=train, num_workers=workers)
+
+
+def _unfrozen(model, train_dl, valid_dl, task, seed: int, run_dir: Path, progress: bool):
+    from kitbox.vision.finetune import unfrozen_learner
+
+    metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
+    return unfrozen_learner(model, train_dl, valid_dl, task, metrics=metrics, seed=seed, run_dir=run_dir,
+                            progress=progress)
+
+
+def _resize_and_fit(learn, size: int, pipes: dict, fit) -> None:
+    from kitbox.vision.tta import resize_and_fit
+
+    resize_and_fit(learn, size, pipes["train"], pipes["valid"], fit)
+
+
+def _tta_passes(learn, items, pipes: dict, bs: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """(plain pass, mean of the augmented passes or None): calibration chooses their weights."""
+    from kitbox.vision.tta import predict_tta
+
+    augmented, plain = predict_tta(learn, items, pipes["plain"], pipes["tta"], beta=0.0, batch_size=bs)
+    return plain, (augmented if pipes["tta"] else None)
+
+
+def _digit_pipelines(mean: float, std: float, side: int, n_tta: int, seed: int) -> dict:
+    from kitbox.vision.transforms import digit_train_tfms, digit_tta_tfms, digit_valid_tfms
+
+    return {"train": _seeded(digit_train_tfms(side, mean, std), seed), "plain": digit_valid_tfms(side, mean, std),
+            "tta": digit_tta_tfms(side, n=n_tta, seed=seed, mean=mean, std=std)}
+
+
+def _small_convnet(n_out: int, in_chans: int, widths: tuple, ps: float):
+    from kitbox.vision.models import SmallConvNet
+
+    return SmallConvNet(n_out, in_chans=in_chans, widths=widths, ps=ps)
+
+
+def _with_labels(images, idx, y=None):
+    """The images at ``idx`` as :class:`kitbox.vision.ImageItems`, carrying ``y[idx]`` as labels."""
+    from kitbox.vision.data import ImageItems
+
+    sub = images.subset(idx)
+    return ImageItems(paths=sub.paths, pixels=sub.pixels, labels=None if y is None else y[idx], ids=sub.ids)
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+BETAS = np.linspace(0.0, 1.0, 6)  # weight of the plain pass against the augmented passes' mean
+TEMPERATURES = np.geomspace(0.5, 50.0, 21)  # logits are divided by it: > 1 softens an overconfident model
+SHRINKS = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0])  # share of the prior mixed in
+CLIPS = np.array([0.0, 1e-4, 1e-3, 0.0025, 0.005, 0.01, 0.02])  # probabilities kept in [clip, 1 - clip]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a fold turns its prediction passes into probabilities; every value chosen on training rows only."""
+
+    kind: str  # the task's kind
+    prior: np.ndarray  # the training rows' class / label frequencies (regression: unused)
+    beta: float = 1.0
+    temperature: float = 1.0
+    shrink: float = 0.0
+    clip: float = 0.0
+
+    def apply(self, plain: np.ndarray, augmented: np.ndarray | None = None) -> np.ndarray:
+        plain = np.asarray(plain, dtype=np.float64)  # float32's 1 - 1e-12 is 1: logits and logs would be infinite
+        p = plain if augmented is None else self.beta * plain + (1 - self.beta) * np.asarray(augmented, np.float64)
+        if self.kind == "regression":
+            return p
+        p = (1 - self.shrink) * _soften(p, self.temperature, self.kind) + self.shrink * self.prior
+        return np.clip(p, self.clip, 1 - self.clip) if self.clip else p
+
+    def info(self) -> dict:
+        return {"tta_beta": self.beta, "temperature": self.temperature, "prior_share": self.shrink, "clip": self.clip}
+
+    def report(self, plain: np.ndarray, augmented: np.ndarray | None, y: np.ndarray) -> dict:
+        """Its settings, and the loss on the rows it was fitted on before (plain pass) and after calibrating."""
+        return {**self.info(), "calibration_rows": len(y),
+                "calibration_loss_plain": _calibration_loss(self.kind, y, plain),
+                "calibration_loss": _calibration_loss(self.kind, y, self.apply(plain, augmented))}
+
+
+def _soften(p: np.ndarray, temperature: float, kind: str) -> np.ndarray:
+    if temperature == 1.0:
+        return p
+    if kind == "multiclass":
+        logits = np.log(np.clip(p, 1e-12, 1.0)) / temperature
+        logits -= logits.max(1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(1, keepdims=True)
+    q = np.clip(p, 1e-12, 1 - 1e-12)
+    return 1.0 / (1.0 + np.exp(-np.log(q / (1 - q)) / temperature))
+
+
+def _row_losses(kind: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's log loss (mean binary cross-entropy over labels for multi-label; squared error for regression)."""
+    p = np.asarray(p, dtype=np.float64)  # in float32, 1 - 1e-15 is 1 and log(1 - q) is -inf
+    if kind == "regression":
+        return (np.asarray(y, dtype=np.float64) - p) ** 2
+    q = np.clip(p, 1e-15, 1 - 1e-15)
+    if kind == "multiclass":
+        return -np.log(q[np.arange(len(y)), y])
+    losses = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return losses.mean(1) if losses.ndim == 2 else losses
+
+
+def _calibration_loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(_row_losses(kind, y, p)))
+
+
+def _beats_the_prior(cal: "Calibration", plain, augmented, y: np.ndarray) -> bool:
+    """Whether the calibrated model beats the constant prior on these rows by more than two standard errors of
+    the per-row difference: a model that cannot show that (too few rows, or no signal) submits the prior."""
+    p = cal.apply(plain, augmented)
+    gain = _row_losses(cal.kind, y, np.broadcast_to(cal.prior, p.shape)) - _row_losses(cal.kind, y, p)
+    return len(gain) > 1 and gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain))
+
+
+def _prior(kind: str, y: np.ndarray, n_out: int) -> np.ndarray:
+    if kind == "multiclass":
+        return np.bincount(y, minlength=n_out) / len(y)
+    return np.asarray(y, dtype=np.float64).mean(0)
+
+
+def _best(candidates: list[Calibration], plain, augmented, y) -> Calibration:
+    """The first candidate with the lowest loss (grids run from 'change nothing' outwards)."""
+    losses = [_calibration_loss(c.kind, y, c.apply(plain, augmented)) for c in candidates]
+    return candidates[int(np.argmin(losses))]
+
+
+def fit_calibration(plain: np.ndarray, augmented: np.ndarray | None, y: np.ndarray, kind: str,
+                    prior: np.ndarray) -> Calibration:
+    """TTA's beta, then temperature and prior share together, then the clip, each minimising log loss on these
+    (training) rows' held-out predictions; the constant prior when the model cannot show it does better."""
+    cal = Calibration(kind, prior)
+    if augmented is not None:
+        cal = _best([Calibration(kind, prior, beta=b) for b in BETAS[::-1]], plain, augmented, y)
+    if kind == "regression":
+        return cal
+    grid = [Calibration(kind, prior, cal.beta, t, s) for s in SHRINKS for t in _from_one(TEMPERATURES)]
+    cal = _best(grid, plain, augmented, y)
+    cal = _best([Calibration(kind, prior, cal.beta, cal.temperature, cal.shrink, c) for c in CLIPS],
+                plain, augmented, y)
+    return cal if _beats_the_prior(cal, plain, augmented, y) else Calibration(kind, prior, cal.beta, shrink=1.0)
+
+
+def _from_one(values: np.ndarray) -> np.ndarray:
+    """The grid ordered by distance from 1 (no change first), so ties keep the gentlest setting."""
+    return values[np.argsort(np.abs(np.log(values)))]
+
+
+# ---------------------------------------------------------------------------------------------- linear probe
+
+
+def probe_features(data, archs: list[str], size: int, settings, cache_dir: Path) -> tuple[list, list, list]:
+    """Per backbone: the mean of the plain and mirrored pooled features of the train rows and of the test rows,
+    cached in ``cache_dir``; and where each backbone's weights came from."""
+    blocks_train, blocks_test, sources = [], [], []
+    for i, arch in enumerate(archs):
+        model = _backbone(arch, i == 0, 1, settings)
+        sources.append(_weights_text(arch, model))
+        views = _views(model, size)
+        for images, blocks in ((data.train_images, blocks_train), (data.test_images, blocks_test)):
+            feats = [_cached(model, images, t, cache_dir, f"{arch}-{v}{size}").numpy() for v, t in views.items()]
+            blocks.append(np.mean(feats, axis=0))
+    return blocks_train, blocks_test, sources
+
+
+def _size(ctx: FoldContext, options) -> int:
+    return int(options.size or (128 if ctx.data.is_sample else 224))
+
+
+def fit_probe(x_fit, y_fit, x_pred: list, kind: str, n_out: int, cs: list[float], inner: int, seed: int):
+    """Standardised features -> logistic regression (one per label for multi-label) or ridge, C by inner CV on
+    ``x_fit``'s rows. Returns the predictions for each array of ``x_pred`` and the chosen C (or alpha)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_fit)
+    x_fit, x_pred = scaler.transform(x_fit), [scaler.transform(x) for x in x_pred]
+    if kind == "regression":
+        inner_cv = KFold(inner, shuffle=True, random_state=seed)
+        model = RidgeCV(alphas=[1.0 / c for c in cs], cv=inner_cv).fit(x_fit, y_fit)
+        return [model.predict(x) for x in x_pred], {"alpha": float(model.alpha_)}
+    if kind == "multilabel":
+        per_label = [_logistic(x_fit, y_fit[:, j].astype(np.int64), x_pred, 2, cs, inner, seed)
+                     for j in range(y_fit.shape[1])]
+        preds = [np.stack([probs[k][:, 1] for probs, _ in per_label], 1) for k in range(len(x_pred))]
+        return preds, {"C": [c for _, c in per_label]}
+    probs, c = _logistic(x_fit, y_fit, x_pred, max(n_out, 2), cs, inner, seed)
+    return [p[:, 1] if kind == "binary" else p for p in probs], {"C": c}
+
+
+def _logistic(x_fit, target: np.ndarray, x_pred: list, n_classes: int, cs, inner: int, seed: int):
+    """Class probabilities (rows, n_classes) for each array of ``x_pred``, and the C that inner CV chose."""
+    from sklearn.linear_model import LogisticRegression
+
+    classes = np.unique(target)
+    if len(classes) < 2:  # one class in these rows (a rare label): its smoothed frequency is the best guess
+        p = np.full(n_classes, 0.5 / (len(target) + 1))
+        p[classes[0]] = 1 - p[classes[0]] * (n_classes - 1)
+        return [np.tile(p, (len(x), 1)) for x in x_pred], None
+    best_c = _inner_cv_c(x_fit, target, cs, inner, seed) if len(cs) > 1 else float(cs[0])
+    model = LogisticRegression(C=best_c, max_iter=2000).fit(x_fit, target)
+    out = []
+    for x in x_pred:
+        probs = np.zeros((len(x), n_classes))
+        probs[:, model.classes_] = model.predict_proba(x)  # a class absent from these rows keeps probability 0
+        out.append(probs)
+    return out, best_c
+
+
+def _inner_cv_c(x, target: np.ndarray, cs, inner: int, seed: int) -> float:
+    """The C whose logistic regression has the lowest log loss on inner folds of these rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.unique(target, return_counts=True)[1]
+    n_splits = max(2, min(inner, int(counts.min())))
+    splits = StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(x, target)
+    order = np.argsort(cs)  # ascending C, each fit warm-started from the previous (more regularised) one
+    losses = np.zeros(len(cs))
+    for fit, va in splits:
+        model = LogisticRegression(max_iter=2000, warm_start=True)
+        for i in order:
+            model.set_params(C=cs[i]).fit(x[fit], target[fit])
+            losses[i] += log_loss(target[va], model.predict_proba(x[va]), labels=model.classes_)
+    return float(cs[int(np.argmin(losses))])
+
+
+@recipe(options=LinearProbeOptions, preflight=weights_preflight, pretrained=True)
+def linear_probe(ctx: FoldContext) -> FoldPredictions:
+    """Frozen pretrained features (plain + mirrored, averaged), logistic regression / ridge, C by inner CV."""
+    opts, kind = ctx.options, ctx.data.task or "regression"
+    # every fold of this configuration shares the features: computed by the first, read by the others
+    blocks_train, blocks_test, sources = probe_features(ctx.data, _archs(opts), _size(ctx, opts), ctx.settings,
+                                                        ctx.shared_dir / "features")
+    x_train, x_test = np.concatenate(blocks_train, 1), np.concatenate(blocks_test, 1)  # backbones side by side
+    cs = [float(c) for c in opts.cs.split(",") if c.strip()]
+    tr, va = ctx.train_idx, ctx.valid_idx
+    n_out = len(ctx.data.classes) if kind in ("multiclass", "multilabel") else 1
+    (oof, test), chosen = fit_probe(x_train[tr], ctx.y[tr], [x_train[va], x_test], kind, n_out, cs,
+                                    opts.inner_folds, ctx.seed)
+    info = {"weights": "; ".join(sources), "features": int(x_train.shape[1]), "size": _size(ctx, opts), **chosen}
+    return FoldPredictions(oof=oof, test=test, info=info)
+
+
+# ---------------------------------------------------------------------------------------------- cnn
+
+
+def _target_dtype(kind: str):
+    import torch
+
+    return torch.int64 if kind == "multiclass" else torch.float32
+
+
+def _head_epochs(n_rows: int, quick: bool, given: int | None, bs: int = 64) -> int:
+    """Enough epochs for ~300 optimizer steps (100 with --quick), at least 8 (3): a head on 200 photos needs many
+    more epochs than on 20,000 to see as many batches, and an epoch on cached features costs milliseconds."""
+    if given:
+        return int(given)
+    steps, least = (100, 3) if quick else (300, 8)
+    return max(least, -(-steps * bs // max(n_rows, 1)))
+
+
+def _head_phase(ctx: FoldContext, model, task, fit_idx: np.ndarray, feats: dict) -> float:
+    """The head fitted on the cached plain and mirrored features of ``fit_idx``; returns its LR (lr_find's
+    valley unless ``lr`` is set)."""
+    views = [train[fit_idx] for train, _ in feats.values()]
+    epochs = _head_epochs(len(fit_idx) * len(views), ctx.quick, ctx.options.head_epochs)
+    return _head_fit(model, views, ctx.y[fit_idx], task, epochs, ctx.options.lr, ctx.seed, ctx.fold_dir / "head")
+
+
+def _head_calibration(ctx: FoldContext, pristine, task, feats: dict, lr: float, prior: np.ndarray):
+    """Calibration fitted on the fold's training rows: each inner fold's head predicts the rows it did not see."""
+    from sklearn.model_selection import KFold
+
+    tr, held, plain, flip = ctx.train_idx, [], [], []
+    for fit_pos, held_pos in KFold(3, shuffle=True, random_state=ctx.seed).split(tr):
+        head = copy.deepcopy(pristine)
+        views = [train[tr[fit_pos]] for train, _ in feats.values()]
+        epochs = _head_epochs(len(fit_pos) * len(views), ctx.quick, ctx.options.head_epochs)
+        _head_fit(head, views, ctx.y[tr[fit_pos]], task, epochs, lr, ctx.seed, None)
+        held.append(held_pos)
+        plain.append(_head_predict(head, feats["plain"][0][tr[held_pos]], task))
+        flip.append(_head_predict(head, feats["flip"][0][tr[held_pos]], task))
+    order = np.argsort(np.concatenate(held))  # back to the order of the training rows
+    plain, flip = np.concatenate(plain)[order], np.concatenate(flip)[order]
+    cal = fit_calibration(plain, flip, ctx.y[tr], task.kind, prior)
+    return cal, cal.report(plain, flip, ctx.y[tr])
+
+
+def _cnn_head_only(ctx: FoldContext, model, task, info: dict) -> FoldPredictions:
+    """The frozen backbone's cached features -> the head; calibrated on the training rows by inner CV."""
+    import torch
+
+    pristine = copy.deepcopy(model)  # the inner-CV heads start where the fold's head starts
+    feats = _head_features(ctx, model)
+    lr = _head_phase(ctx, model, task, ctx.train_idx, feats)
+    cal, report = _head_calibration(ctx, pristine, task, feats, lr, _prior(task.kind, ctx.y[ctx.train_idx], task.n_out))
+    va = torch.as_tensor(ctx.valid_idx)
+    oof = cal.apply(*[_head_predict(model, train[va], task) for train, _ in feats.values()])
+    test = cal.apply(*[_head_predict(model, test, task) for _, test in feats.values()])
+    return FoldPredictions(oof=oof, test=test, info={**info, "head_lr": lr, **report})
+
+
+def _head_features(ctx: FoldContext, model) -> dict:
+    """{view: (train features, test features)} of the plain and mirrored views, cached for every fold."""
+    size, data, cache = _size(ctx, ctx.options), ctx.data, ctx.shared_dir / "features"
+    arch = _archs(ctx.options)[0]
+    return {v: tuple(_cached(model, images, t, cache, f"{arch}-{v}{size}")
+                     for images in (data.train_images, data.test_images))
+            for v, t in _views(model, size).items()}
+
+
+def _calibration_rows(ctx: FoldContext) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's training rows split into rows to train on and rows to calibrate on (stratified by class)."""
+    from sklearn.model_selection import train_test_split
+
+    y = ctx.y[ctx.train_idx]
+    stratify = y if ctx.data.task in ("binary", "multiclass") else None
+    return train_test_split(ctx.train_idx, test_size=ctx.options.calib_frac, random_state=ctx.seed, stratify=stratify)
+
+
+def _ft_sizes(ctx: FoldContext) -> list[int]:
+    sizes = [int(s) for s in ctx.options.ft_sizes.split(",") if s.strip()]
+    if ctx.settings.from_scratch and not sizes:  # random features are useless frozen: every layer must learn
+        sizes = [_size(ctx, ctx.options)] * (1 if ctx.quick else 3)
+    return sizes
+
+
+def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -> FoldPredictions:
+    """(Head on cached features, unless from scratch) -> every layer, one SGDR cycle per size -> TTA passes,
+    calibrated on held-out training rows."""
+    opts, data, scratch = ctx.options, ctx.data, ctx.settings.from_scratch
+    fit_idx, calib_idx = _calibration_rows(ctx)
+    lr = float(opts.lr or 3e-3) if scratch else _head_phase(ctx, model, task, fit_idx, _head_features(ctx, model))
+    ft_lr = float(opts.ft_lr or (lr if scratch else lr / 10))
+    pipes = _image_pipelines(model, sizes[-1], opts.tta, ctx.seed)
+    dtype = _target_dtype(task.kind)
+    bs = min(opts.bs, len(fit_idx))  # a tiny training set still makes one batch
+    train_dl = _loader(_with_labels(data.train_images, fit_idx, ctx.y), pipes["train"](sizes[0]), bs, ctx.seed,
+                       dtype, train=True, workers=opts.workers)
+    calib_items = _with_labels(data.train_images, calib_idx, ctx.y)
+    learn = _unfrozen(model, train_dl, _loader(calib_items, pipes["valid"](sizes[0]), 64, None, dtype), task,
+                      ctx.seed, ctx.fold_dir / "unfrozen", ctx.settings.progress)
+    # pretrained: early layers move 100x slower than the head; from scratch every layer learns alike
+    group_lr = ft_lr if scratch else slice(ft_lr / 100, ft_lr)
+    for size in sizes:
+        _resize_and_fit(learn, size, pipes, lambda learn: learn.fit_sgdr(1, 1, group_lr))
+    learn.save(ctx.fold_dir / "model.safetensors")
+    calib_passes = _tta_passes(learn, calib_items, pipes)
+    cal = fit_calibration(*calib_passes, ctx.y[calib_idx], task.kind, _prior(task.kind, ctx.y[fit_idx], task.n_out))
+    oof = cal.apply(*_tta_passes(learn, _with_labels(data.train_images, ctx.valid_idx), pipes))
+    test = cal.apply(*_tta_passes(learn, data.test_images, pipes))
+    info.update(head_lr=None if scratch else lr, ft_lr=ft_lr, ft_sizes=sizes,
+                data_share=[round(h["data_time"] / h["time"], 3) for h in learn.history],
+                **cal.report(*calib_passes, ctx.y[calib_idx]))
+    return FoldPredictions(oof=oof, test=test, info=info)
+
+
+@recipe(options=CNNOptions, preflight=weights_preflight, pretrained=True)
+def cnn(ctx: FoldContext) -> FoldPredictions:
+    """A timm CNN: head on cached pretrained features, optionally every layer (SGDR, progressive resizing) and TTA;
+    with --from-scratch every layer from random weights. Probabilities calibrated on training rows only."""
+    import torch
+
+    torch.manual_seed(ctx.seed)
+    task, opts = ctx.task(), ctx.options
+    model = _backbone(_archs(opts)[0], True, task.n_out, ctx.settings, opts.ps)
+    info = {"weights": _weights_text(_archs(opts)[0], model), "size": _size(ctx, opts)}
+    sizes = _ft_sizes(ctx)
+    if not sizes:
+        return _cnn_head_only(ctx, model, task, info)
+    return _cnn_unfrozen(ctx, model, task, info, sizes)
+
+
+# ---------------------------------------------------------------------------------------------- small cnn
+
+
+def small_cnn_preflight(data, settings, options) -> None:
+    images = data.train_images
+    if images is None or getattr(images, "pixels", None) is None:
+        raise InputError("small_cnn trains on pixel arrays (a CSV of pixel columns: set pixel_prefix in the adapter, "
+                         "e.g. pixel_prefix = 'pixel'); for image files use the recipes linear_probe or cnn")
+
+
+def _pixel_norm(pixels: np.ndarray) -> tuple[float, float]:
+    """Mean and std of the training pixels on a 0..1 scale (one pair for every channel)."""
+    values = pixels.astype(np.float32) / 255.0
+    return float(values.mean()), float(values.std() + 1e-6)
+
+
+def _small_cnn_learner(ctx: FoldContext, pipes: dict, task):
+    """SmallConvNet and its Learner over the fold's pixel images: batches sized to the data, seeded."""
+    import torch
+
+    from kitbox.learner import Learner
+
+    opts, images, tr = ctx.options, ctx.data.train_images, ctx.train_idx
+    bs = int(opts.bs or np.clip(len(tr) // 20, 32, 128))  # small data: smaller batches, enough optimizer steps
+    dtype = _target_dtype(task.kind)
+    train_dl = _loader(_with_labels(images, tr, ctx.y), pipes["train"], bs, ctx.seed, dtype, train=True)
+    valid_dl = _loader(_with_labels(images, ctx.valid_idx, ctx.y), pipes["plain"], 512, None, dtype)
+    torch.manual_seed(ctx.seed)
+    in_chans = 1 if images.pixels.ndim == 3 else images.pixels.shape[3]
+    model = _small_convnet(task.n_out, in_chans, tuple(int(w) for w in opts.widths.split(",")), opts.ps)
+    metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
+    return Learner(model, train_dl, valid_dl, task=task, metrics=metrics, seed=ctx.seed, run_dir=ctx.fold_dir,
+                   progress=ctx.settings.progress)
+
+
+@recipe(options=SmallCNNOptions, preflight=small_cnn_preflight)
+def small_cnn(ctx: FoldContext) -> FoldPredictions:
+    """SmallConvNet from scratch: fit_one_cycle with shifts / rotations / zooms (never flips), TTA."""
+    opts, data, task = ctx.options, ctx.data, ctx.task()
+    pixels = data.train_images.pixels
+    mean, std = _pixel_norm(pixels[ctx.train_idx])
+    pipes = _digit_pipelines(mean, std, pixels.shape[1], opts.tta, ctx.seed)
+    learn = _small_cnn_learner(ctx, pipes, task)
+    epochs = int(opts.epochs or (2 if ctx.quick else np.clip(52_000 // len(ctx.train_idx), 4, 15)))
+    lr = opts.lr
+    if opts.find_lr:  # the valley of a short range test is noisy: keep it sane
+        found = learn.lr_find(start_lr=1e-5, end_lr=1.0, num_it=min(100, 3 * len(learn.train_loader)))
+        lr = float(np.clip(found.valley, 1e-3, 1e-2))
+    learn.fit_one_cycle(epochs, lr)
+    learn.save(ctx.fold_dir / "model.safetensors")
+    tta = Calibration(task.kind, np.zeros(1), beta=opts.beta)  # TTA's blend only: beta is an option, not tuned here
+    plain, augmented = _tta_passes(learn, _with_labels(data.train_images, ctx.valid_idx), pipes, bs=512)
+    info = {"epochs": epochs, "lr": lr, "bs": learn.train_loader.batch_size,
+            "data_share": [round(h["data_time"] / h["time"], 3) for h in learn.history]}
+    if task.kind == "multiclass" and augmented is not None:  # what TTA changed on the scored rows (a report only)
+        y = ctx.y[ctx.valid_idx]
+        info.update(accuracy_plain=float((plain.argmax(1) == y).mean()),
+                    accuracy_tta=float((tta.apply(plain, augmented).argmax(1) == y).mean()))
+    test = tta.apply(*_tta_passes(learn, data.test_images, pipes, bs=512))
+    return FoldPredictions(oof=tta.apply(plain, augmented), test=test, info=info)
