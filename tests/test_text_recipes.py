@@ -168,6 +168,8 @@ def test_a_missing_pretrained_model_stops_the_run_before_training(binary, tmp_pa
         run(binary, "tfidf,transformer", tmp_path / "run", weights=tmp_path)  # a folder without config.json
     with pytest.raises(InputError, match="model=.*not a Hugging Face model folder"):
         run(binary, "sentence_vectors", tmp_path / "run", options={"model": str(tmp_path / "nowhere")})
+    with pytest.raises(InputError, match="sentence_vectors .* --from-scratch"):
+        run(binary, "tfidf,sentence_vectors", tmp_path / "run", from_scratch=True)
     with pytest.raises(InputError, match="schedule=plain or --set schedule=gradual"):
         run(binary, "ulmfit", tmp_path / "run", options={"schedule": "slanted"})
     assert not list((tmp_path / "run").rglob("done.json"))  # no fold trained
@@ -209,3 +211,18 @@ def test_linear_head_copes_with_a_label_absent_from_the_rows():
     y = np.stack([np.arange(40) % 2, np.zeros(40)], 1)  # the second label never occurs
     pred = LinearHead("multilabel", n_out=2, seed=0).fit(x, y).predict(x)
     assert pred.shape == (40, 2) and (pred[:, 1] == 0).all()
+
+
+def test_a_refit_on_every_row_predicts_test_only(binary):
+    from kitbox.cv import run_cv
+    from kitbox.recipes import text
+    from kitbox.registry import get_competition
+
+    comp = get_competition(str(binary))
+    data = comp.load(binary.parent / "data")
+    y = comp.targets(data)
+    results = run_cv(data, comp.split(data, 2, 0), {"tfidf": text.tfidf}, y, "auc", binary.parent / "refit",
+                     options={"C": 1.0}, refit=True, log=lambda *a: None)
+    refit = results["tfidf"].refit
+    assert refit.oof.shape == (0,) and refit.test.shape == (len(data.test),)
+    assert refit.info["C"] == 1.0  # a fixed C skips the inner CV

@@ -319,7 +319,15 @@ def embed_texts(ctx: FoldContext, path: Path, opts: SentenceVectorOptions):
     return vectors[:n], vectors[n:], {"model": str(path), **text_info(stats)}
 
 
-@recipe(options=SentenceVectorOptions, preflight=needs_pretrained)
+def frozen_model_preflight(data, settings, options) -> None:
+    """Sentence vectors are a pretrained model's: --from-scratch leaves nothing to read them from."""
+    if settings.from_scratch:
+        raise InputError("sentence_vectors reads a pretrained model's embeddings, and --from-scratch forbids them: "
+                         "leave the recipe out (--recipes tfidf,transformer,ulmfit) or drop --from-scratch")
+    needs_pretrained(data, settings, options)
+
+
+@recipe(options=SentenceVectorOptions, preflight=frozen_model_preflight)
 def sentence_vectors(ctx: FoldContext) -> FoldPredictions:
     """Frozen sentence embeddings (mean-pooled, normalised) with a logistic-regression / ridge head."""
     opts: SentenceVectorOptions = ctx.options
