@@ -122,7 +122,7 @@ def test_multiclass_task_gets_class_probabilities(tmp_path):
         assert oof.shape == (len(y), 4) and np.allclose(oof.sum(1), 1.0)
         assert report.recipes[name]["oof"] < prior_loss - 0.1  # the link and the disaster words are learnt
     sub = pd.read_csv(report.submission)
-    assert list(sub.columns) == ["id", *classes] and np.allclose(sub[classes].sum(1), 1.0)
+    assert list(sub.columns) == ["id", *classes] and np.allclose(sub[classes].sum(axis=1), 1.0)
 
 
 def test_regression_task_predicts_values_in_the_target_scale(tmp_path):

@@ -224,7 +224,8 @@ class LinearHead:
         if self.kind == "multilabel":
             return np.stack([self._proba(m, x, n)[:, 1] for m in self.models], 1)
         proba = self._proba(self.models[0], x, n)
-        return proba[:, 1] if self.kind == "binary" else proba
+        # float32 features give float32 probabilities: renormalised in float64 so rows sum to 1 for log loss
+        return proba[:, 1] if self.kind == "binary" else proba / proba.sum(1, keepdims=True)
 
     def _proba(self, model, x, n: int) -> np.ndarray:
         """(n, n_classes) probabilities; classes missing from the fitted rows get 0."""
