@@ -4,8 +4,9 @@ recipes with their defaults. The base picks the F1 cut on the blended OOF predic
 0/1 labels; measured figures live in the project's results table.
 
 - ``tfidf``: word and character n-grams with logistic regression, the cheap baseline of the blend.
-- ``sentence_vectors``: frozen all-MiniLM-L6-v2 sentence embeddings (or any model folder: ``--set model=DIR``) with
-  logistic regression.
+- ``sentence_vectors``: frozen all-MiniLM-L6-v2 sentence embeddings with logistic regression. A stronger encoder is
+  one option away: ``--set sentence_vectors.model=DIR`` with a Hugging Face folder such as all-mpnet-base-v2 (better
+  vectors, about eight times the embedding time on a CPU; computed once per configuration).
 - ``transformer``: all-MiniLM-L6-v2 fine-tuned end to end with layer-wise LR decay.
 - ``ulmfit``: an AWD-LSTM language model trained once on every tweet (train + test, no labels), fine-tuned into a
   classifier per fold (every layer, one cycle; the paper's gradual unfreezing is ``--set schedule=gradual``).
