@@ -336,7 +336,7 @@ def sentence_vectors(ctx: FoldContext) -> FoldPredictions:
     # computed once per configuration, loaded by every fold
     x, x_test = cached_features(Path(ctx.shared_dir) / "sentence_vectors", lambda: embed_texts(ctx, path, opts))
     result = linear_fold(ctx, x[ctx.train_idx], x[ctx.valid_idx], x_test, opts.C)
-    result.info["model"] = path.name
+    result.info["model"] = str(path)
     return result
 
 
@@ -421,7 +421,7 @@ def transformer(ctx: FoldContext) -> FoldPredictions:
             oofs.append(scale.restore(valid_dl.unsort(learn.predict(valid_dl))))
     test = np.mean(tests, 0)
     oof = np.mean(oofs, 0) if oofs else empty_like_test(test)
-    info = {"model": path.name, "groups": groups, "max_length": max_length, "seeds": opts.seeds, **text_info(stats)}
+    info = {"model": str(path), "groups": groups, "max_length": max_length, "seeds": opts.seeds, **text_info(stats)}
     return FoldPredictions(oof=oof, test=test, info=info)
 
 
