@@ -1,4 +1,5 @@
-"""kitbox.text: tokenizer rules and odd inputs, vocab, bucketed and LM batches, AWD-LSTM pieces, transformer groups."""
+"""kitbox.text: tokenizer rules and odd inputs, vocab, bucketed and LM batches, AWD-LSTM pieces, the cached language
+model, transformer groups and sentence vectors."""
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from kitbox.tasks import Task
 from kitbox.text import (SPECIALS, AWDConfig, BucketLoader, LanguageModel, LMLoader, TextClassifier, Tokenizer, Vocab,
                          tokenize)
 from kitbox.text.awd_lstm import WeightDropLSTM
-from kitbox.text.lm import evaluate_lm, load_state, save_state
+from kitbox.text.lm import LMSettings, evaluate_lm, language_model, load_state, save_state
+from kitbox.text.tokenizer import text_notes
 
 SAMPLE = Path(__file__).resolve().parents[1] / "competitions" / "samples" / "nlp-getting-started"
 
@@ -220,3 +222,56 @@ def test_word_vectors_from_transformer_carry_meaning(minilm):
     assert abs(float(vectors[[i for i, w in enumerate(itos) if w != "xxmaj"]].std()) - 0.05) < 1e-3
     again, _ = word_vectors_from_transformer(itos, dim=8, std=0.05, seed=0)
     assert torch.equal(vectors, again)
+
+
+def test_sentence_embeddings_are_normalised_and_batch_invariant(minilm):
+    from kitbox.text import sentence_embeddings
+
+    tokenizer, backbone = minilm
+    texts = ["Forest fire near La Ronge", None, "flood " * 300, "I love fruits"]
+    together = sentence_embeddings(tokenizer, backbone, texts, max_length=32, batch_size=4)
+    alone = sentence_embeddings(tokenizer, backbone, texts[:1], max_length=32, batch_size=1)
+    assert together.shape == (4, backbone.config.hidden_size) and together.dtype == np.float32
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(together[0], alone[0], atol=1e-4)  # padding in a batch changes nothing
+    assert together[0] @ together[2] > together[0] @ together[3]  # a fire is nearer a flood than fruit
+
+
+# ---------------------------------------------------------------------------------------------- the language model
+def test_language_model_is_cached_and_tied_to_its_texts(tweets, tmp_path):
+    tokens = Tokenizer()(tweets[:200])
+    settings = LMSettings(epochs=1, emb_size=16, n_hid=24, bs=8, max_vocab=300, seed=0)
+    first = language_model(tokens, tmp_path / "lm", settings)
+    assert first.trained_now and first.metrics["perplexity"] < len(first.vocab)
+    stamp = (tmp_path / "lm" / "encoder.safetensors").stat().st_mtime_ns
+    again = language_model(tokens, tmp_path / "lm", settings)
+    assert not again.trained_now and again.vocab.itos == first.vocab.itos
+    assert all(torch.equal(first.encoder_state[k], again.encoder_state[k]) for k in first.encoder_state)
+    assert (tmp_path / "lm" / "encoder.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="trained on other texts"):
+        language_model(tokens[:150], tmp_path / "lm", settings)
+
+
+# ---------------------------------------------------------------------------------------------- odd inputs
+def test_joined_texts_keep_order_and_missing_rows():
+    from kitbox.recipes.text import joined_texts
+
+    df = pd.DataFrame({"title": ["Fire", None, None], "body": ["near town", b"caf\xe9", None]})
+    assert joined_texts(df, ["title", "body"]) == ["Fire | near town", "caf\ufffd", None]
+    assert joined_texts(df, ["body", "title"], sep=" xxfld ")[0] == "near town xxfld Fire"
+
+
+def test_text_notes_count_empty_undecodable_and_huge_texts():
+    huge = "smoke " * 3000
+    df = pd.DataFrame({"keyword": [None, "fire", None, "flood"], "text": [None, "caf\ufffd", huge, "ok"]})
+    notes = text_notes(df, ["keyword", "text"], "train.csv")
+    assert len(notes) == 3
+    assert "1 row(s) with no text" in notes[0] and "[0]" in notes[0]
+    assert "not UTF-8" in notes[1] and "[1]" in notes[1]
+    assert "over 10,000 characters" in notes[2] and "[2]" in notes[2]
+    assert text_notes(df.iloc[[3]], ["keyword", "text"], "test.csv") == []
+
+
+def test_a_huge_text_is_cut_quickly():
+    tokens, cut = tokenize("Fire! " * 200_000, max_tokens=64)
+    assert cut and len(tokens) == 64

@@ -153,3 +153,26 @@ class Vocab:
     @classmethod
     def load(cls, path: Path) -> "Vocab":
         return cls(json.loads(Path(path).read_text()))
+
+
+LONG_TEXT = 10_000  # characters: longer cells are noted (every recipe cuts them to its token budget)
+
+
+def text_notes(df, columns: list[str], where: str) -> list[str]:
+    """Run-summary notes on a table's odd text cells: rows with no text at all, cells holding bytes that were not
+    UTF-8 (replaced by U+FFFD when the CSV was read), very long texts. Nothing is dropped: models see "" for a
+    missing text and the first tokens of a long one."""
+    stats = {"empty rows": [], "non-UTF-8": [], "long": []}
+    cells = [df[c].tolist() for c in columns if c in df.columns]
+    for row, values in enumerate(zip(*cells)):
+        texts = [to_text(v, TextStats()) for v in values]
+        if not any(t.strip() for t in texts):
+            stats["empty rows"].append(row)
+        if any("\ufffd" in t for t in texts):
+            stats["non-UTF-8"].append(row)
+        if any(len(t) > LONG_TEXT for t in texts):
+            stats["long"].append(row)
+    said = {"empty rows": f"row(s) with no text in {columns} (the models see an empty text)",
+            "non-UTF-8": "row(s) with bytes that are not UTF-8, read as U+FFFD",
+            "long": f"row(s) with a text over {LONG_TEXT:,} characters (each recipe keeps its first tokens)"}
+    return [f"{where}: {len(rows)} {said[kind]}, e.g. row(s) {rows[:5]}" for kind, rows in stats.items() if rows]

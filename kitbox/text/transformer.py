@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,6 +51,31 @@ def encode_texts(tokenizer, texts, max_length: int = 128, stats: TextStats | Non
     return out
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states under the attention mask (how sentence-transformers models were trained)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+@torch.no_grad()
+def sentence_embeddings(tokenizer, backbone, texts, max_length: int = 128, batch_size: int = 64, device=None,
+                        stats: TextStats | None = None, normalize: bool = True) -> np.ndarray:
+    """One vector per text: the backbone's mean-pooled last hidden states, L2-normalised (the sentence-transformers
+    recipe), as float32 (n, hidden). Texts are batched longest first so each batch pads little."""
+    from kitbox.text.data import BucketLoader
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    backbone = backbone.to(device).eval()
+    ids = encode_texts(tokenizer, texts, max_length, stats)
+    loader = BucketLoader(ids, None, batch_size, pad_id=tokenizer.pad_token_id or 0, mode="mask", sort=True)
+    out = []
+    for ((input_ids, mask),) in loader:
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        pooled = mean_pool(backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask).float()
+        out.append(torch.nn.functional.normalize(pooled, dim=1) if normalize else pooled)
+    return loader.unsort(torch.cat(out).cpu().numpy())
+
+
 def _find_blocks(backbone: nn.Module) -> nn.ModuleList | None:
     for dotted in _BLOCK_PATHS:
         module = backbone
@@ -76,9 +102,7 @@ class TransformerClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+        return self.head(self.dropout(mean_pool(hidden, attention_mask)))
 
     def layer_groups(self) -> list[nn.Module]:
         """[embeddings, block 1, ..., block n, head + the rest]; one group per block for layer-wise LRs."""

