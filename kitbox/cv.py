@@ -137,6 +137,12 @@ class RecipePlan:
     config: dict  # what shaped the folds (kitbox.fingerprint.recipe_config); its hash names ``config_dir``
     config_dir: Path
     needs: dict[str, Path] = field(default_factory=dict)  # config folders of the recipes this one reads
+    # folds finished before this run started (None: look on disk each time). Under torchrun every rank takes the
+    # same snapshot, so a rank never skips a fold that rank 0 has just saved and falls out of step
+    done_before: set | None = None
+
+    def finished_before(self, fold) -> bool:
+        return is_done(self.config_dir, fold) if self.done_before is None else fold in self.done_before
 
 
 def fold_name(fold) -> str:
@@ -193,7 +199,7 @@ def run_fold(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionData, y
 
     ``save=False`` trains without writing: under torchrun every rank trains, only rank 0 saves.
     """
-    if is_done(plan.config_dir, fold):
+    if plan.finished_before(fold):
         return load_fold(plan.config_dir, fold, folds)
     ctx = fold_context(plan, fold, folds, data, y, seed, settings, scored_info)
     if save:
@@ -275,7 +281,7 @@ def train_recipe(plan: RecipePlan, folds: np.ndarray, data: CompetitionData, y, 
     finished, missing = {}, []
     for fold in range(n_folds):
         tag = f"[{plan.name}] fold {fold + 1}/{n_folds}"
-        if is_done(plan.config_dir, fold):
+        if plan.finished_before(fold):
             finished[fold] = load_fold(plan.config_dir, fold, folds)
             log(f"{tag}  {metric.name} {finished[fold].score:.5f}  (finished earlier, reused)")
         elif fold in wanted:
@@ -285,8 +291,8 @@ def train_recipe(plan: RecipePlan, folds: np.ndarray, data: CompetitionData, y, 
             missing.append(fold)
     result = RecipeFolds(plan.name, plan.config_dir, len(folds), finished, missing)
     # the refit trains in a run of every fold; a run of some folds (or of none: Ray trained them) only loads it
-    if refit and not missing and (only_folds is None or is_done(plan.config_dir, "refit")):
-        reused = is_done(plan.config_dir, "refit")
+    if refit and not missing and (only_folds is None or plan.finished_before("refit")):
+        reused = plan.finished_before("refit")
         scored_info = {k: rec.info for k, rec in finished.items()}
         result.refit = run_fold(plan, "refit", folds, data, y, metric, seed, settings, scored_info, save=save)
         log(f"[{plan.name}] refit on all {len(folds)} rows for test  "

@@ -193,6 +193,10 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
                 log=log)
     if main_rank:
         _describe_configs(plan, fresh)
+    _barrier()  # every rank sees the same finished folds before any rank trains
+    n_folds_run = cv.n_folds_of(fold_ids)
+    for rp in plans.values():
+        rp.done_before = {k for k in [*range(n_folds_run), "refit"] if cv.is_done(rp.config_dir, k)}
     return plan
 
 
@@ -227,6 +231,8 @@ def train(plan: Plan, ray: str | None = None, ray_cpus: int = 1, ray_gpus: float
         from kitbox.ray_runner import run_plan_on_ray
 
         run_plan_on_ray(plan, address=ray, cpus_per_task=ray_cpus, gpus_per_task=ray_gpus, log=plan.log)
+        for rp in plan.recipes.values():
+            rp.done_before = None  # what the Ray tasks finished is on disk: look there
     results = {}
     for name, rp in plan.recipes.items():
         only = [] if ray else plan.only_folds  # on Ray the tasks trained; here only what landed is loaded
