@@ -18,7 +18,6 @@ from pathlib import Path
 from kitbox.bases import TextCompetition
 from kitbox.errors import InputError
 from kitbox.recipes import text
-from kitbox.text.tokenizer import text_notes
 
 
 class DisasterTweets(TextCompetition):
@@ -39,10 +38,8 @@ class DisasterTweets(TextCompetition):
             raise InputError(f"{Path(data_dir) / self.train_file}: column 'target' must be 0 or 1 on every row, "
                              f"found {bad or 'missing values'}")
         data = super().build_data(data_dir, train, test, sample, sample_path)
-        for df, where in ((data.train, self.train_file), (data.test, self.test_file)):
-            # Kaggle wrote the keywords URL-encoded: "forest%20fire"
+        for df in (data.train, data.test):  # Kaggle wrote the keywords URL-encoded: "forest%20fire"
             df["keyword"] = [k.replace("%20", " ") if isinstance(k, str) else k for k in df["keyword"]]
-            data.notes += text_notes(df, data.columns.text, where)
         return data
 
     def recipes(self):

@@ -426,9 +426,12 @@ class TextCompetition(TableCompetition):
                 raise InputError(f"{self.train_file} has no text column besides the id and target; set text_cols")
             lengths = {c: data.train[c].fillna("").astype(str).str.len().mean() for c in found}
             data.columns.text = sorted(found, key=lengths.get)
-        for df in (data.train, data.test):
+        from kitbox.text.tokenizer import text_notes
+
+        for df, where in ((data.train, self.train_file), (data.test, self.test_file)):
             for c in data.columns.text:
                 df[c] = df[c].astype("object").where(df[c].notna(), None)
+            data.notes += text_notes(df, data.columns.text, where)  # empty, undecodable or very long texts, counted
         return data
 
     def recipes(self):
@@ -501,7 +504,8 @@ class ImageCompetition(TableCompetition):
         if train_items is not None and train_items.skipped:
             data.notes.append(f"training images: {train_items.skipped_summary()}")
         if test_items is not None and test_items.skipped:
-            data.notes.append(f"test images: {test_items.skipped_summary()}; their rows get the training prior")
+            data.notes.append(f"test images: {test_items.skipped_summary()}; their rows get the mean test prediction "
+                              "(the most common label for a label metric)")
         self.attach_images(data)
         return data
 

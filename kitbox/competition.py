@@ -79,6 +79,7 @@ class FoldContext:
     y: np.ndarray  # ``Competition.targets(data)``: one target per training row
     fold_dir: Path  # this fold's own folder (checkpoints, plots)
     shared_dir: Path  # shared by this recipe's folds in this configuration (caches such as a language model)
+    cache_dir: Path | None = None  # shared by every recipe of the run: caches keyed by their whole content only
     seed: int = 42
     options: Any = None  # the recipe's typed options: an instance of its options dataclass
     settings: RunSettings = field(default_factory=RunSettings)
@@ -254,7 +255,11 @@ def resolve_options(recipes: dict[str, Recipe], given: dict[str, Any]) -> dict[s
         target, _, opt = key.rpartition(".")
         names = [target] if target else list(recipes)
         if target and target not in recipes:
-            raise OptionError(f"--set {key}={value}: no recipe {target!r} in this run (recipes: {', '.join(recipes)})")
+            if f"{target}_from_scratch" in recipes:  # --from-scratch renamed it; its options are the same
+                target, names = f"{target}_from_scratch", [f"{target}_from_scratch"]
+            else:
+                raise OptionError(f"--set {key}={value}: no recipe {target!r} in this run (recipes: "
+                                  f"{', '.join(recipes)})")
         hits = [n for n in names if opt in option_types(recipes[n].options)]
         if not hits:
             valid = "; ".join(f"{n}: {describe_options(r)}" for n, r in recipes.items())

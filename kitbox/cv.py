@@ -137,6 +137,7 @@ class RecipePlan:
     config: dict  # what shaped the folds (kitbox.fingerprint.recipe_config); its hash names ``config_dir``
     config_dir: Path
     needs: dict[str, Path] = field(default_factory=dict)  # config folders of the recipes this one reads
+    cache_dir: Path | None = None  # the run's content-addressed caches (backbone features), shared by recipes
     # folds finished before this run started (None: look on disk each time). Under torchrun every rank takes the
     # same snapshot, so a rank never skips a fold that rank 0 has just saved and falls out of step
     done_before: set | None = None
@@ -187,7 +188,8 @@ def fold_context(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionDat
         valid_idx, train_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
     fdir = plan.config_dir / fold_name(fold)
     return FoldContext(fold=fold, train_idx=train_idx, valid_idx=valid_idx, data=data, y=y, fold_dir=fdir,
-                       shared_dir=plan.config_dir / "shared", seed=seed, options=plan.options, settings=settings,
+                       shared_dir=plan.config_dir / "shared", cache_dir=plan.cache_dir or plan.config_dir / "shared",
+                       seed=seed, options=plan.options, settings=settings,
                        inputs={dep: d / fold_name(fold) for dep, d in plan.needs.items()},
                        scored_info=dict(scored_info or {}))
 

@@ -89,6 +89,15 @@ def source_sha1(obj) -> str | None:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
+def function_sha1(fn) -> str | None:
+    """The hash of a recipe function's own source (an edit elsewhere in its module does not retrain it; the code
+    version covers kitbox's other changes)."""
+    try:
+        return hashlib.sha1(inspect.getsource(fn).encode("utf-8")).hexdigest()[:12]
+    except (OSError, TypeError):
+        return source_sha1(fn)
+
+
 def folds_digest(folds: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(folds, dtype=np.int64).tobytes()).hexdigest()[:12]
 
@@ -107,7 +116,7 @@ def recipe_config(name: str, recipe, options, *, seed: int, settings, folds: np.
         "recipe": name,
         "function": getattr(fn, "__qualname__", "?"),  # with its source's hash; not the module's name, which for
                                                          # an adapter loaded from a file differs between processes
-        "function_source": source_sha1(fn),
+        "function_source": function_sha1(fn),
         "options": options_dict(options),
         "seed": seed,
         "quick": settings.quick,

@@ -145,7 +145,8 @@ def _plans(comp, data, recipes, options, settings, seed, folds, run_dir, data_fp
         config = fingerprint.recipe_config(name, r, typed[name], seed=seed, settings=settings, folds=folds,
                                            data=data_fp, adapter=comp, refit=comp.refit,
                                            needs={dep: d.name for dep, d in needs.items()})
-        plans[name] = cv.RecipePlan(name, r, typed[name], config, run_dir / name / fingerprint.digest(config), needs)
+        plans[name] = cv.RecipePlan(name, r, typed[name], config, run_dir / name / fingerprint.digest(config), needs,
+                                    cache_dir=run_dir / "cache")
     return plans
 
 

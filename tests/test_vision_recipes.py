@@ -181,7 +181,7 @@ def test_cnn_on_a_csv_of_ids_and_labels_multiclass(tmp_path):
     assert report.recipes["cnn"]["oof"] < np.log(3) - 0.2, report.recipes["cnn"]
     sub = pd.read_csv(report.submission)
     assert list(sub.columns) == ["id", "0", "1", "2"]
-    np.testing.assert_allclose(sub[["0", "1", "2"]].sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(sub[["0", "1", "2"]].sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_multilabel_csv_of_tags(tmp_path):

@@ -432,8 +432,7 @@ def _fine_tune(ctx: FoldContext, backbone, train_dl, task, seed: int, k: int):
     opts: TransformerOptions = ctx.options
     model = TransformerClassifier(backbone, n_out=task.n_out)
     run_dir = ctx.fold_dir if k == 0 else ctx.fold_dir / f"seed{k}"
-    learn = Learner(model, train_dl, task=task, wd=opts.wd, run_dir=run_dir, seed=seed, device=ctx.settings.device,
-                    progress=ctx.settings.progress)
+    learn = Learner(model, train_dl, task=task, wd=opts.wd, run_dir=run_dir, seed=seed, **ctx.learner_options())
     n_groups = len(learn.groups)
     epochs = 1 if ctx.quick else opts.epochs
     # layer-wise decay: each block down from the head trains at layer_decay times the LR of the one above
@@ -551,7 +550,7 @@ def _fit_classifier(ctx: FoldContext, model, train_dl, task):
 
     opts: UlmfitOptions = ctx.options
     learn = Learner(model, train_dl, task=task, wd=opts.wd, clip=0.4, run_dir=ctx.fold_dir, seed=ctx.seed,
-                    device=ctx.settings.device, progress=ctx.settings.progress)
+                    **ctx.learner_options())
     moms = (0.8, 0.7, 0.8)
     epochs = 1 if ctx.quick else opts.epochs
     if opts.schedule == "gradual" and not ctx.settings.from_scratch:

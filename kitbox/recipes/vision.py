@@ -175,12 +175,12 @@ def _loader(items, transform, bs: int, seed: int | None, target_dtype=None, trai
                         drop_last=train, num_workers=workers)
 
 
-def _unfrozen(model, train_dl, valid_dl, task, seed: int, run_dir: Path, progress: bool):
+def _unfrozen(model, train_dl, valid_dl, task, seed: int, run_dir: Path, learner_options: dict):
     from kitbox.vision.finetune import unfrozen_learner
 
     metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
     return unfrozen_learner(model, train_dl, valid_dl, task, metrics=metrics, seed=seed, run_dir=run_dir,
-                            progress=progress)
+                            **learner_options)
 
 
 def _resize_and_fit(learn, size: int, pipes: dict, fit) -> None:
@@ -412,7 +412,7 @@ def linear_probe(ctx: FoldContext) -> FoldPredictions:
     opts, kind = ctx.options, ctx.data.task or "regression"
     # every fold of this configuration shares the features: computed by the first, read by the others
     blocks_train, blocks_test, sources = probe_features(ctx.data, _archs(opts), _size(ctx, opts), ctx.settings,
-                                                        ctx.shared_dir / "features")
+                                                        ctx.cache_dir / "features")
     x_train, x_test = np.concatenate(blocks_train, 1), np.concatenate(blocks_test, 1)  # backbones side by side
     cs = [float(c) for c in opts.cs.split(",") if c.strip()]
     tr, va = ctx.train_idx, ctx.valid_idx
@@ -484,7 +484,7 @@ def _cnn_head_only(ctx: FoldContext, model, task, info: dict) -> FoldPredictions
 
 def _head_features(ctx: FoldContext, model) -> dict:
     """{view: (train features, test features)} of the plain and mirrored views, cached for every fold."""
-    size, data, cache = _size(ctx, ctx.options), ctx.data, ctx.shared_dir / "features"
+    size, data, cache = _size(ctx, ctx.options), ctx.data, ctx.cache_dir / "features"
     arch = _archs(ctx.options)[0]
     return {v: tuple(_cached(model, images, t, cache, f"{arch}-{v}{size}")
                      for images in (data.train_images, data.test_images))
@@ -521,7 +521,7 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
                        dtype, train=True, workers=opts.workers)
     calib_items = _with_labels(data.train_images, calib_idx, ctx.y)
     learn = _unfrozen(model, train_dl, _loader(calib_items, pipes["valid"](sizes[0]), 64, None, dtype), task,
-                      ctx.seed, ctx.fold_dir / "unfrozen", ctx.settings.progress)
+                      ctx.seed, ctx.fold_dir / "unfrozen", ctx.learner_options())
     # pretrained: early layers move 100x slower than the head; from scratch every layer learns alike
     group_lr = ft_lr if scratch else slice(ft_lr / 100, ft_lr)
     for size in sizes:
@@ -585,7 +585,7 @@ def _small_cnn_learner(ctx: FoldContext, pipes: dict, task):
     model = _small_convnet(task.n_out, in_chans, tuple(int(w) for w in opts.widths.split(",")), opts.ps)
     metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
     return Learner(model, train_dl, valid_dl, task=task, metrics=metrics, seed=ctx.seed, run_dir=ctx.fold_dir,
-                   progress=ctx.settings.progress)
+                   **ctx.learner_options())
 
 
 @recipe(options=SmallCNNOptions, preflight=small_cnn_preflight)

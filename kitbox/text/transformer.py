@@ -33,7 +33,19 @@ def load_pretrained(path: str | Path | None = None):
         raise FileNotFoundError(f"{path} holds no config.json: pass the folder of a Hugging Face model "
                                 "(config.json, weights, tokenizer files), e.g. a Kaggle dataset under /kaggle/input")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    backbone = AutoModel.from_pretrained(path, local_files_only=True)
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # the pooler's weights are left out on purpose: no "unexpected keys" report
+    try:  # BERT's pooler is never used (we mean-pool): without it DDP finds no parameter that gets no gradient
+        backbone = AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
+    except TypeError:  # architectures without a pooler do not take the argument
+        backbone = AutoModel.from_pretrained(path, local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     return tokenizer, backbone
 
 
