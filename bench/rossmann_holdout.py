@@ -32,15 +32,24 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads: on a shared machine a steadier measure of the work than the wall clock
+    (with 2 threads an idle machine takes about half of it, less what the threads wait on each other)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load(comp: Rossmann, data_dir, period: str, store_share: float):
     data = comp.load(data_dir or comp.sample_dir)
     if store_share < 1:  # a random share of the stores (seed 0), all their days: quicker runs for choosing features
         stores = data.train["Store"].unique()
         keep = np.random.default_rng(0).choice(stores, int(len(stores) * store_share), replace=False)
         data.train = data.train[data.train["Store"].isin(keep)].reset_index(drop=True)
-    if period != "holdout":  # drop the holdout (and a year for tune-year): the split then takes the weeks before
-        start = comp.holdout_start(data) - pd.Timedelta(weeks=52 if period == "tune-year" else 0)
-        data.train = data.train[data.train["Date"] < start].reset_index(drop=True)
+    if period == "tune":  # drop the holdout: the split then takes the six weeks before it
+        data.train = data.train[data.train["Date"] < comp.holdout_start(data)].reset_index(drop=True)
+    elif period == "tune-year":  # end a year (52 weeks: same weekdays) before train ends: the holdout's season
+        end = data.train["Date"].max() - pd.Timedelta(weeks=52)
+        data.train = data.train[data.train["Date"] <= end].reset_index(drop=True)
     return data
 
 
@@ -53,7 +62,7 @@ def run_one(comp, data, name, recipe, options, seed: int, run_dir: Path, device,
     ctx = FoldContext(0, train_idx, valid_idx, data, y, fold_dir, run_dir / name / "shared", seed=seed,
                       options=options, settings=RunSettings(progress=progress, device=device, n_folds=1),
                       inputs={dep: run_dir / dep / f"seed{seed}" / "fold0" for dep in recipe.needs})
-    start = time.time()
+    start, cpu_start = time.time(), cpu_seconds()
     result = recipe(ctx)
     np.save(fold_dir / "oof.npy", result.oof)
     half = np.random.default_rng(seed).permutation(len(valid_idx)) % 2  # the RMSPE factor, chosen on the other half
@@ -62,6 +71,7 @@ def run_one(comp, data, name, recipe, options, seed: int, run_dir: Path, device,
         scaled[half == h] = comp.apply(result.oof[half == h], comp.decide(result.oof[half != h], y[valid_idx][half != h]))
     return dict(recipe=name, seed=seed, rmspe=round(comp.score(y[valid_idx], result.oof), 5),
                 rmspe_scaled=round(comp.score(y[valid_idx], scaled), 5), seconds=round(time.time() - start, 1),
+                cpu_seconds=round(cpu_seconds() - cpu_start, 1),
                 peak_gb=round(peak_gb(), 2), train_rows=len(train_idx), valid_rows=len(valid_idx),
                 valid_from=str(data.train["Date"].iloc[valid_idx].min().date()), info=result.info)
 

@@ -51,6 +51,11 @@ def _columns(data, what: str) -> tuple[list[str], list[str]]:
     return cat, cont
 
 
+def _rows(df: pd.DataFrame, idx: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """``df.iloc[idx]`` of a few columns, without first copying every column (a million-row table's are many)."""
+    return pd.DataFrame({c: df[c].to_numpy()[idx] for c in columns})
+
+
 def _refit_empty(test: np.ndarray) -> np.ndarray:
     return np.zeros((0,) + np.asarray(test).shape[1:])
 
@@ -85,30 +90,34 @@ def _names(text: str) -> list[str]:
 
 
 def _check_lightgbm(data, settings, opts: LightGBMOptions) -> None:
-    from kitbox.tabular.features import parse_groups
     from kitbox.tabular.gbm import lightgbm_module
 
     lightgbm_module()
     if opts.categorical not in ("codes", "native"):
         raise InputError(f"lightgbm: categorical={opts.categorical!r}; use 'codes' or 'native'")
-    wanted = [k for g in parse_groups(opts.group_stats) for k in g] + _names(opts.stats_of)
-    if opts.trend:
-        keys, _, time_col = opts.trend.partition("@")
-        if not time_col:
-            raise InputError(f"lightgbm: trend={opts.trend!r}; write it GROUP@TIME_COLUMN, e.g. 'Store@Elapsed'")
-        wanted += keys.split("+") + [time_col]
-    missing = sorted({c for c in wanted if c not in data.train.columns})
+    if opts.trend and "@" not in opts.trend:
+        raise InputError(f"lightgbm: trend={opts.trend!r}; write it GROUP@TIME_COLUMN, e.g. 'Store@Elapsed'")
+    missing = sorted({c for c in _statistics_columns(opts) if c not in data.train.columns})
     missing += [c for c in _names(opts.extra_cont) if c not in data.train.columns or c not in data.test.columns]
     if missing:
         raise InputError(f"lightgbm: group_stats / stats_of / trend / extra_cont name column(s) {missing} that the "
                          f"data lacks; train's columns: {list(data.train.columns)[:40]}")
 
 
+def _statistics_columns(opts: LightGBMOptions) -> list[str]:
+    from kitbox.tabular.features import parse_groups
+
+    keys, _, time_col = opts.trend.partition("@")
+    columns = [k for g in parse_groups(opts.group_stats) for k in g] + _names(opts.stats_of)
+    return columns + (keys.split("+") + [time_col] if opts.trend else [])
+
+
 def _fold_statistics(ctx: FoldContext, y_fit: np.ndarray, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
-    """The options' per-group statistics, from this fold's training rows only, as columns for ``frames``."""
+    """The options' per-group statistics, from this fold's training rows only (``frames[0]``), as columns for
+    each of ``frames``."""
     from kitbox.tabular.features import group_statistics, group_trend, parse_groups
 
-    opts, train = ctx.options, ctx.data.train.iloc[ctx.train_idx]
+    opts, train = ctx.options, frames[0]
     blocks = [[] for _ in frames]
     if opts.group_stats:
         values = {"y": y_fit[ctx.train_idx]}
@@ -130,7 +139,9 @@ def _gbm_inputs(ctx: FoldContext, y_fit: np.ndarray, embeddings=None) -> tuple[p
     data, opts = ctx.data, ctx.options
     cat, cont = _columns(data, "lightgbm")
     cont = cont + [c for c in _names(opts.extra_cont) if c not in cont]
-    rows = {"train": data.train.iloc[ctx.train_idx], "valid": data.train.iloc[ctx.valid_idx], "test": data.test}
+    needed = list(dict.fromkeys(cat + cont + _statistics_columns(opts)))
+    rows = {"train": _rows(data.train, ctx.train_idx, needed), "valid": _rows(data.train, ctx.valid_idx, needed),
+            "test": data.test}
     levels = category_levels(rows["train"], cat)
     frames = [gbm_frame(df, levels, cont, native=opts.categorical == "native") for df in rows.values()]
     extra = _fold_statistics(ctx, y_fit, list(rows.values()))
