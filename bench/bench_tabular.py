@@ -51,8 +51,8 @@ def real_data(data_dir: Path):
     from kitbox.tabular.processor import TabularProcessor
 
     data = Rossmann().load(data_dir)
-    processor = TabularProcessor(data.extra["cat_names"], data.extra["cont_names"]).fit(data.train)
-    x_cat, x_cont, y = processor.tensors(data.train, np.log(data.train["Sales"].to_numpy(np.float64)))
+    processor = TabularProcessor(data.columns.cat, data.columns.cont).fit(data.train)
+    x_cat, x_cont, y = processor.tensors(data.train, np.log1p(data.train["Sales"].to_numpy(np.float64)))
     return x_cat, x_cont, y.float(), processor.cardinalities, len(processor.cont_names)
 
 

@@ -1,72 +1,113 @@
-"""Full-data Rossmann targets (issue 4): holdout RMSPE of one recipe, wall time and peak memory, on this machine.
+"""Rossmann holdout figures of single recipes: RMSPE, seconds and peak memory, over a few seeds, on this machine.
 
-    nohup python bench/rossmann_holdout.py --data ../shared/data/rossmann-store-sales --recipes entity_embedding \
-        --threads 2 > /tmp/rossmann_holdout.log 2>&1 &
+    nohup python bench/rossmann_holdout.py --data ../shared/data/rossmann-store-sales --recipes lightgbm \
+        --seeds 0,1,2 --period tune --set lr=0.1 > /tmp/rossmann_holdout.log 2>&1 &
 
-Runs the adapter's recipes on the time holdout exactly as ``submit.py`` would (same load, split and recipe code)
-and prints one line per recipe: holdout RMSPE, seconds, and the process's peak resident memory so far.
+``--period tune`` validates on the six weeks BEFORE the holdout (training on the rows before those), ``tune-year``
+on the holdout's weeks a year earlier (the same season): choices are made there, so the holdout (``--period
+holdout``, the last six weeks of train, what ``submit.py`` reports) is never tuned on. Each recipe runs exactly as ``submit.py rossmann`` runs it (same load, split, recipe code and
+option defaults; ``--set`` as on the command line), without the refit. One JSON line per recipe and seed, then
+mean +- std per recipe.
 """
 import argparse
 import json
-import logging
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` lives beside `kitbox` in the repo
 from competitions.rossmann import Rossmann
-from kitbox.competition import FoldContext
+from kitbox.cli import parse_sets
+from kitbox.competition import FoldContext, RunSettings, resolve_options
+from kitbox.pipeline import resolve_recipes
 
 
 def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads: on a shared machine a steadier measure of the work than the wall clock
+    (with 2 threads an idle machine takes about half of it, less what the threads wait on each other)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load(comp: Rossmann, data_dir, period: str, store_share: float):
+    data = comp.load(data_dir or comp.sample_dir)
+    if store_share < 1:  # a random share of the stores (seed 0), all their days: quicker runs for choosing features
+        stores = data.train["Store"].unique()
+        keep = np.random.default_rng(0).choice(stores, int(len(stores) * store_share), replace=False)
+        data.train = data.train[data.train["Store"].isin(keep)].reset_index(drop=True)
+    if period == "tune":  # drop the holdout: the split then takes the six weeks before it
+        data.train = data.train[data.train["Date"] < comp.holdout_start(data)].reset_index(drop=True)
+    elif period == "tune-year":  # end a year (52 weeks: same weekdays) before train ends: the holdout's season
+        end = data.train["Date"].max() - pd.Timedelta(weeks=52)
+        data.train = data.train[data.train["Date"] <= end].reset_index(drop=True)
+    return data
+
+
+def run_one(comp, data, name, recipe, options, seed: int, run_dir: Path, device, progress: bool) -> dict:
+    folds = comp.split(data, 1, seed)
+    y = comp.targets(data)
+    valid_idx, train_idx = np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
+    fold_dir = run_dir / name / f"seed{seed}" / "fold0"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    ctx = FoldContext(0, train_idx, valid_idx, data, y, fold_dir, run_dir / name / "shared", seed=seed,
+                      options=options, settings=RunSettings(progress=progress, device=device, n_folds=1),
+                      inputs={dep: run_dir / dep / f"seed{seed}" / "fold0" for dep in recipe.needs})
+    start, cpu_start = time.time(), cpu_seconds()
+    result = recipe(ctx)
+    np.save(fold_dir / "oof.npy", result.oof)
+    half = np.random.default_rng(seed).permutation(len(valid_idx)) % 2  # the RMSPE factor, chosen on the other half
+    scaled = result.oof.copy()
+    for h in (0, 1):
+        scaled[half == h] = comp.apply(result.oof[half == h], comp.decide(result.oof[half != h], y[valid_idx][half != h]))
+    return dict(recipe=name, seed=seed, rmspe=round(comp.score(y[valid_idx], result.oof), 5),
+                rmspe_scaled=round(comp.score(y[valid_idx], scaled), 5), seconds=round(time.time() - start, 1),
+                cpu_seconds=round(cpu_seconds() - cpu_start, 1),
+                peak_gb=round(peak_gb(), 2), train_rows=len(train_idx), valid_rows=len(valid_idx),
+                valid_from=str(data.train["Date"].iloc[valid_idx].min().date()), info=result.info)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="Kaggle folder (default: the embedded sample)")
-    parser.add_argument("--recipes", default="entity_embedding", help="comma-separated recipe names")
+    parser.add_argument("--recipes", default="lightgbm", help="comma-separated recipe names (needs run first)")
+    parser.add_argument("--period", choices=("tune", "tune-year", "holdout"), default="tune")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--store-share", type=float, default=1.0, help="train and validate on this share of stores")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe option, as in submit.py")
     parser.add_argument("--run-dir", type=Path, default=Path("/tmp/rossmann_holdout"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--refit", action="store_true")
-    parser.add_argument("--gap-weeks", type=int, default=0,
-                        help="also drop this many weeks of train before the holdout: simulates predicting test with a "
-                             "model that never saw the last weeks (the refit-or-not question)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--progress", action="store_true", help="progress bars and LightGBM's validation loss")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     comp = Rossmann()
-    t0 = time.time()
-    data = comp.load(args.data or comp.sample_dir)
-    print(f"load {time.time() - t0:.1f}s train rows {len(data.train)} peak {peak_gb():.2f} GB", flush=True)
-    folds = comp.split(data, 1, args.seed)
-    y = comp.targets(data)
-    valid_idx = np.flatnonzero(folds == 0)
-    train_idx = np.flatnonzero(folds != 0)
-    if args.gap_weeks:
-        cutoff = comp.holdout_start(data) - np.timedelta64(7 * args.gap_weeks, "D")
-        train_idx = train_idx[data.train["Date"].to_numpy()[train_idx] < cutoff]
-    options = {"progress": False, "epochs": args.epochs, "refit": args.refit, "gbm_threads": args.threads}
-    if args.lr:
-        options["lr"] = args.lr
-    for name in args.recipes.split(","):
-        t = time.time()
-        ctx = FoldContext(0, train_idx, valid_idx, data, args.run_dir / name / "fold0", seed=args.seed, options=options)
-        result = comp.recipes()[name](ctx)
-        score = comp.score(y[valid_idx], result.oof)
-        line = dict(recipe=name, holdout_rmspe=round(score, 5), seconds=round(time.time() - t, 1),
-                    peak_gb=round(peak_gb(), 2), train_rows=len(train_idx), valid_rows=len(valid_idx),
-                    gap_weeks=args.gap_weeks, info=result.info)
-        print(json.dumps(line, default=str), flush=True)
-        ctx.fold_dir.mkdir(parents=True, exist_ok=True)  # recipes that save nothing leave no folder
-        np.save(ctx.fold_dir / "oof.npy", result.oof)
+    start = time.time()
+    data = load(comp, args.data, args.period, args.store_share)
+    print(f"load {time.time() - start:.1f}s, {len(data.train)} train rows, peak {peak_gb():.2f} GB", flush=True)
+    recipes = resolve_recipes(comp.recipes(), args.recipes)
+    options = resolve_options(recipes, parse_sets(args.set))
+    scores = {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for name, recipe in recipes.items():
+            line = run_one(comp, data, name, recipe, options[name], seed, args.run_dir, args.device, args.progress)
+            scores.setdefault(name, []).append((line["rmspe"], line["rmspe_scaled"], line["seconds"]))
+            print(json.dumps(line, default=str), flush=True)
+    for name, rows in scores.items():
+        raw, scaled, secs = zip(*rows)
+        spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        print(f"{name}: rmspe {statistics.mean(raw):.5f} +- {spread(raw):.5f}, scaled {statistics.mean(scaled):.5f} "
+              f"+- {spread(scaled):.5f}, {statistics.mean(secs):.0f} s per run, n={len(raw)} ({args.period}); "
+              f"options {json.dumps(options[name].__dict__)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,22 @@
-"""The Rossmann adapter on its embedded sample (and on the full Kaggle data when ../shared has it): features, the
-time holdout, bad input, recipes end to end, the submission, and the starter notebook."""
+"""The Rossmann recipe card on its embedded sample (and on the full Kaggle data when ../shared has it): features,
+the time holdout, fold statistics that never see the predicted days, bad input, the whole run, the submission."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from competitions.rossmann import Rossmann, entity_embedding, lightgbm, lightgbm_embeddings
+import kitbox
+from competitions.rossmann import Rossmann
+from competitions.rossmann_features import EVENT_DAYS_CAP
 from kitbox.competition import FoldContext
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-FULL = SHARED / "rossmann-store-sales"
+from kitbox.errors import InputError
+from kitbox.recipes.tabular import _gbm_inputs, model_target
+from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +30,14 @@ def data(comp):
 
 
 def test_sample_loads_as_a_mini_competition(comp, data):
-    assert data.is_sample and data.extra["has_external"]
+    assert data.is_sample and data.extra["has_external"] and data.task == "regression" and data.extra["log_target"]
     assert len(data.test) == len(data.sample_submission)
     assert set(data.test["Id"]) == set(data.sample_submission["Id"])
     assert (data.train["Sales"] > 0).all() and (data.train["Open"] == 1).all()  # closed / zero days dropped
     assert data.train["Store"].nunique() >= 20
     # the external tables joined: weather and trend for (nearly) every row
     assert data.train["Mean_TemperatureC"].notna().mean() > 0.99 and data.train["trend"].notna().mean() > 0.99
-    for name in data.extra["cat_names"] + data.extra["cont_names"]:
+    for name in data.columns.cat + data.columns.cont:
         assert name in data.test.columns, name
 
 
@@ -44,11 +46,11 @@ def test_event_features_are_consistent(data):
     assert (df.loc[df["Promo"] == 1, "AfterPromo"] == 0).all()
     assert (df.loc[df["Promo"] == 0, "AfterPromo"] > 0).all()
     assert df["Promo_bw"].between(0, 7).all() and df["Promo_fw"].between(0, 7).all()
-    # a promo day counts itself in both windows
-    assert (df.loc[df["Promo"] == 1, "Promo_bw"] >= 1).all()
+    assert (df.loc[df["Promo"] == 1, "Promo_bw"] >= 1).all()  # a promo day counts itself in both windows
+    assert (df["AfterClosed"] > 0).all()  # training rows are open days: the last closure was before
     # test rows see train's history: the first test day's distance to the last promo is not "unknown"
     first = data.test[data.test["Date"] == data.test["Date"].min()]
-    assert (first["AfterPromo"] < 60).all()
+    assert (first["AfterPromo"] < EVENT_DAYS_CAP).all()
 
 
 def test_time_holdout_is_the_last_weeks_as_long_as_the_test_period(comp, data):
@@ -60,26 +62,55 @@ def test_time_holdout_is_the_last_weeks_as_long_as_the_test_period(comp, data):
     assert dates[folds == -1].max() < dates[folds == 0].min()
 
 
-def test_kfold_options(comp, data):
-    time_folds = comp.split(data, 4, seed=0)
-    starts = [data.train["Date"][time_folds == k].min() for k in range(4)]
-    assert starts == sorted(starts)  # contiguous periods in order
-    store_comp = Rossmann()
-    store_comp.validation = "store"
-    store_folds = store_comp.split(data, 3, seed=0)
-    assert (pd.Series(store_folds).groupby(data.train["Store"].to_numpy()).nunique() == 1).all()
-    assert set(store_folds) == {0, 1, 2}
+def test_more_folds_are_contiguous_time_blocks(comp, data):
+    folds = comp.split(data, 4, seed=0)
+    assert set(folds) == {0, 1, 2, 3}
+    spans = [(data.train["Date"][folds == k].min(), data.train["Date"][folds == k].max()) for k in range(4)]
+    assert all(spans[k][1] < spans[k + 1][0] for k in range(3))  # in order, no overlap
+
+
+def _fold_context(data, comp, tmp_path, options) -> FoldContext:
+    folds = comp.split(data, 1, seed=0)
+    return FoldContext(0, np.flatnonzero(folds != 0), np.flatnonzero(folds == 0), data, comp.targets(data),
+                       tmp_path, tmp_path, options=options)
+
+
+def test_sales_statistics_never_see_the_days_predicted(comp, data, tmp_path):
+    options = comp.recipes()["lightgbm"].make_options()
+    ctx = _fold_context(data, comp, tmp_path, options)
+    before = _gbm_inputs(ctx, model_target(ctx))
+    changed = data.train.copy()
+    changed.loc[ctx.valid_idx, ["Sales", "Customers"]] *= 3  # the holdout's sales: what the model must predict
+    moved = _fold_context(replace(data, train=changed), comp, tmp_path, options)
+    after = _gbm_inputs(moved, model_target(moved))
+    assert "Store_y_mean" in before[0].columns and "Store_trend" in before[0].columns
+    for a, b in zip(before, after):
+        pd.testing.assert_frame_equal(a, b)
+    store_rows = ctx.train_idx[data.train["Store"].to_numpy()[ctx.train_idx] == data.train["Store"].iloc[0]]
+    assert before[0]["Store_y_mean"].iloc[0] == pytest.approx(np.log1p(data.train["Sales"].iloc[store_rows]).mean(),
+                                                               rel=1e-6)
 
 
 def test_submission_zero_for_closed_and_in_sample_order(comp, data):
-    pred = np.full(len(data.test), 5000.0)
-    sub = comp.submission(data, pred)
+    sub = comp.submission(data, np.full(len(data.test), 5000.0))
     assert sub["Id"].tolist() == data.sample_submission["Id"].tolist()
     closed = data.test.set_index("Id").loc[sub["Id"], "Open"].to_numpy() == 0
     assert closed.any()
     assert (sub["Sales"][closed] == 0).all() and (sub["Sales"][~closed] == 5000).all()
 
 
+def test_rmspe_factor_is_the_best_multiplier(comp):
+    rng = np.random.default_rng(0)
+    y = rng.uniform(1000, 9000, 500)
+    pred = y * rng.lognormal(0, 0.15, 500)
+    scale = comp.decide(pred, y)["scale"]
+    assert 0.9 < scale < 1.0  # noisy predictions: RMSPE wants them a little lower
+    best = comp.score(y, comp.apply(pred, {"scale": scale}))
+    for other in (scale * 0.99, scale * 1.01):
+        assert best < comp.score(y, pred * other)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
 def _copy_sample(comp, tmp_path) -> Path:
     folder = tmp_path / "rossmann-store-sales"
     shutil.copytree(comp.sample_dir, folder)
@@ -93,20 +124,6 @@ def _rewrite(folder: Path, name: str, change) -> None:
     df.to_csv(path, index=False)
 
 
-def test_missing_file_names_the_file_and_the_folder(comp, tmp_path):
-    folder = _copy_sample(comp, tmp_path)
-    (folder / "store.csv.gz").unlink()
-    with pytest.raises(FileNotFoundError, match=r"store\.csv.*" + str(folder).replace("\\", "\\\\")):
-        comp.load(folder)
-
-
-def test_missing_column_is_named(comp, tmp_path):
-    folder = _copy_sample(comp, tmp_path)
-    _rewrite(folder, "train.csv", lambda df: df.pop("Promo"))
-    with pytest.raises(ValueError, match="Promo"):
-        comp.load(folder)
-
-
 def _set(column, row, value):
     def change(df):
         df[column] = df[column].astype(object)
@@ -115,15 +132,26 @@ def _set(column, row, value):
 
 
 @pytest.mark.parametrize("name,change,message", [
-    ("train.csv", _set("Sales", 3, -5), "negative Sales"),
-    ("train.csv", _set("Date", 7, "31/07/2015"), "31/07/2015"),
-    ("test.csv", _set("Store", 0, 99999), "99999"),
+    ("train.csv", lambda df: df.pop("Promo"), r"train\.csv\.gz lacks column\(s\) \['Promo'\]"),
+    ("store.csv", lambda df: df.pop("StoreType"), r"store\.csv\.gz lacks column\(s\) \['StoreType'\]"),
+    ("train.csv", _set("Sales", 3, -5), r"train\.csv: column 'Sales' is negative .* e\.g\. -5"),
+    ("train.csv", _set("Date", 7, "31/07/2015"), r"train\.csv: .* column 'Date' .* '31/07/2015'"),
+    ("test.csv", _set("Store", 0, 99999), r"test\.csv: column 'Store' has value\(s\) \[99999\]"),
 ])
-def test_bad_values_get_clear_errors(comp, tmp_path, name, change, message):
+def test_bad_input_is_one_line_naming_the_file_column_and_value(comp, tmp_path, name, change, message):
     folder = _copy_sample(comp, tmp_path)
     _rewrite(folder, name, change)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message) as err:
         comp.load(folder)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_names_the_file_and_the_folder(comp, tmp_path):
+    folder = _copy_sample(comp, tmp_path)
+    (folder / "store.csv.gz").unlink()
+    with pytest.raises(InputError, match=r"store\.csv not found") as err:
+        comp.load(folder)
+    assert str(folder) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_works_without_the_external_tables(comp, tmp_path):
@@ -131,74 +159,33 @@ def test_works_without_the_external_tables(comp, tmp_path):
     for name in ("weather", "googletrend", "store_states", "state_names"):
         (folder / f"{name}.csv.gz").unlink()
     data = comp.load(folder)
-    assert not data.extra["has_external"]
-    assert "State" not in data.extra["cat_names"] and "trend" not in data.extra["cont_names"]
+    assert not data.extra["has_external"] and any("external tables" in n for n in data.notes)
+    assert "State" not in data.columns.cat and "trend" not in data.columns.cont
 
 
-def test_recipes_end_to_end_on_the_sample(comp, data, tmp_path):
-    folds = comp.split(data, 1, seed=0)
-    y = comp.targets(data)
-    valid_idx, train_idx = np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
-    options = {"epochs": 2, "progress": False, "gbm_rounds": 150, "lr": 3e-3}
-    scores = {}
-    for name, recipe in (("entity_embedding", entity_embedding), ("lightgbm", lightgbm),
-                         ("lightgbm_embeddings", lightgbm_embeddings)):
-        ctx = FoldContext(0, train_idx, valid_idx, data, tmp_path / name / "fold0", seed=0, options=options)
-        result = recipe(ctx)
-        assert result.oof.shape == (len(valid_idx),) and result.test.shape == (len(data.test),)
-        assert np.isfinite(result.oof).all() and (result.oof > 0).all()
-        assert (result.test[data.test["Open"].to_numpy() == 0] == 0).all()
-        scores[name] = comp.score(y[valid_idx], result.oof)
-    # predicting each store's mean sales scores about 0.2-0.3 RMSPE; every recipe must beat a coarse bound
-    assert scores["lightgbm"] < 0.2 and scores["lightgbm_embeddings"] < 0.2 and scores["entity_embedding"] < 0.35, scores
-    fold_dir = tmp_path / "entity_embedding" / "fold0"
-    for name in ("processor.json", "model.safetensors", "embeddings.json", "lr_find.png", "history.json"):
-        assert (fold_dir / name).exists(), name
+# ---------------------------------------------------------------------------------------------- the whole run
+def test_quick_run_on_the_sample_blends_refits_and_writes_the_submission(comp, tmp_path):
+    report = kitbox.run(comp, comp.sample_dir, quick=True, run_dir=tmp_path / "run", out=tmp_path / "sub.csv",
+                        progress=False)
+    assert set(report.recipes) == {"entity_embedding", "lightgbm", "lightgbm_embeddings"}
+    assert all(r["test_from"] == "refit on all rows" for r in report.recipes.values())
+    assert report.recipes["lightgbm"]["oof"] < 0.2, report.recipes  # a store's mean alone scores ~0.25
+    assert 0.9 < report.blend["decided"]["scale"] < 1.05
+    sub = pd.read_csv(report.submission, dtype={"Id": str})
+    data = comp.load(comp.sample_dir)
+    closed = data.test.set_index("Id").loc[sub["Id"], "Open"].to_numpy() == 0
+    assert (sub["Sales"][closed] == 0).all() and (sub["Sales"][~closed] > 0).all()
 
 
-def test_refit_scores_the_holdout_model_and_predicts_test_with_one_trained_on_every_row(comp, data, tmp_path):
-    folds = comp.split(data, 1, seed=0)
-    valid_idx, train_idx = np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
-    options = {"epochs": 1, "progress": False, "lr": 3e-3}
-    results = {}
-    for refit in (False, True):  # True: the default, no option given
-        ctx = FoldContext(0, train_idx, valid_idx, data, tmp_path / f"refit_{refit}" / "fold0", seed=0,
-                          options=options if refit else {**options, "refit": False})
-        results[refit] = entity_embedding(ctx)
-    plain, refit = results[False], results[True]
-    assert np.allclose(plain.oof, refit.oof)  # the OOF score is the holdout model's either way
-    assert plain.info["test_model"] == "holdout" and refit.info["test_model"] == "refit on all train rows"
-    refit_dir = tmp_path / "refit_True" / "fold0" / "refit"
-    assert (refit_dir / "model.safetensors").exists() and (refit_dir / "processor.json").exists()
-    open_rows = data.test["Open"].to_numpy() != 0
-    assert np.isfinite(refit.test).all() and (refit.test[~open_rows] == 0).all()
-    assert not np.allclose(plain.test[open_rows], refit.test[open_rows])  # test comes from the other model
-
-
-@pytest.mark.skipif(not FULL.exists(), reason=f"full Rossmann data not found at {FULL}")
-def test_full_data_holdout_dates(comp):
-    data = comp.load(FULL)
+def test_full_data_holdout_dates():
+    full = shared_path("data", "rossmann-store-sales")
+    comp = Rossmann()
+    data = comp.load(full)
     folds = comp.split(data, 1, seed=0)
     valid_dates = data.train["Date"][folds == 0]
-    # issue 4: the last 6 weeks of train, as long as the test period, like fast.ai's notebook
-    assert valid_dates.min() == pd.Timestamp("2015-06-20") and valid_dates.max() == pd.Timestamp("2015-07-31")
-    assert len(data.test) == len(data.sample_submission)
-    assert set(data.test["Store"]) <= set(data.train["Store"])
-    assert data.test.loc[data.test["Id"].isin(data.sample_submission["Id"]), "Open"].notna().all()  # missing Open filled
-
-
-def test_starter_notebook_runs_on_the_sample(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    # the kernel runs in an empty folder (so it finds no ./data and uses the sample) but imports this checkout
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(REPO / "notebooks" / "rossmann.ipynb", as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute(cwd=str(tmp_path))
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "holdout RMSPE" in outputs
-    assert (tmp_path / "submission.csv").exists()
-    sub = pd.read_csv(tmp_path / "submission.csv")
-    assert list(sub.columns) == ["Id", "Sales"] and sub["Sales"].notna().all()
+    # the last whole weeks of train, as many as the test period has (6), like fast.ai's notebook
+    test_weeks = ((data.test["Date"].max() - data.test["Date"].min()).days + 1) // 7
+    assert test_weeks == 6 and valid_dates.max() == data.train["Date"].max()
+    assert (valid_dates.max() - valid_dates.min()).days + 1 == 7 * test_weeks
+    assert len(data.test) == len(data.sample_submission) and set(data.test["Store"]) <= set(data.train["Store"])
+    assert data.test["Open"].notna().all() and any("without 'Open'" in n for n in data.notes)

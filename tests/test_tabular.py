@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from kitbox.groups import layer_groups
-from kitbox.tabular.features import add_datepart, days_since_until, window_counts
+from kitbox.tabular.features import (add_datepart, days_since_until, group_statistics, group_trend, parse_groups,
+                                     window_counts)
+from kitbox.tabular.gbm import category_levels, gbm_frame, objective
 from kitbox.tabular.model import (TabularModel, add_embeddings, embedding_frames, embedding_width, load_embeddings,
                                   save_embeddings)
 from kitbox.tabular.processor import TabularProcessor
@@ -150,3 +152,56 @@ def test_lightgbm_helper_learns_a_signal():
     booster = fit_lightgbm(x[:1500], y[:1500], x[1500:], y[1500:], num_boost_round=200)
     pred = predict_lightgbm(booster, x[1500:])
     assert np.sqrt(np.mean((pred - y[1500:]) ** 2)) < 0.3 * y.std()
+
+
+def test_gbm_frame_codes_keep_order_and_leave_unseen_missing(frames):
+    train, test = frames
+    levels = category_levels(train, ["shop", "year"])
+    assert levels == {"shop": ["a", "b", "c"], "year": [2013.0, 2014.0]}
+    x = gbm_frame(test, levels, ["dist", "temp"])
+    assert list(x.columns) == ["shop", "year", "dist", "temp"] and (x.dtypes == np.float32).all()
+    np.testing.assert_array_equal(x["shop"], [2, np.nan, np.nan])  # "zzz" unseen, None missing: NaN, not a code
+    np.testing.assert_array_equal(x["year"], [1, np.nan, 0])  # the int 2014 is the float category 2014.0
+    np.testing.assert_array_equal(x["temp"], [3.0, np.nan, 0.0])  # NaN stays NaN: trees route it themselves
+    native = gbm_frame(test, levels, [], native=True)
+    assert isinstance(native["shop"].dtype, pd.CategoricalDtype) and native["shop"].cat.codes.tolist() == [2, -1, -1]
+
+
+def test_lightgbm_objective_follows_the_task():
+    assert objective("regression") == {"objective": "regression"}
+    assert objective("binary") == objective("multilabel") == {"objective": "binary"}  # one booster per label
+    assert objective("multiclass", 4) == {"objective": "multiclass", "num_class": 4}
+    with pytest.raises(ValueError, match="ranking"):
+        objective("ranking")
+
+
+def _group_rows():
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"store": rng.integers(0, 4, 300), "promo": rng.integers(0, 2, 300),
+                          "t": rng.integers(0, 100, 300).astype(float)})
+    y = 0.5 * train["store"] + 0.02 * train["t"] * (train["store"] == 1) + rng.normal(0, 0.1, 300)
+    apply = pd.DataFrame({"store": [1, 3, 9], "promo": [0, 1, 1], "t": [120.0, 50.0, 10.0]})
+    return train, y.to_numpy(), apply
+
+
+def test_group_statistics_are_the_training_rows_means_and_stds():
+    train, y, apply = _group_rows()
+    assert parse_groups("store; store+promo ;") == [["store"], ["store", "promo"]]
+    (stats,) = group_statistics(train, {"y": y, "t": train["t"].to_numpy()}, parse_groups("store;store+promo"), [apply])
+    mine = (train["store"] == 1) & (train["promo"] == 0)
+    assert stats.loc[0, "store_y_mean"] == pytest.approx(y[train["store"] == 1].mean(), rel=1e-6)
+    assert stats.loc[0, "store_promo_y_std"] == pytest.approx(np.std(y[mine], ddof=1), rel=1e-5)
+    assert stats.loc[1, "store_t_mean"] == pytest.approx(train.loc[train["store"] == 3, "t"].mean(), rel=1e-6)
+    assert stats.loc[2].isna().all()  # store 9 never trained: unknown, not 0
+
+
+def test_group_trend_is_each_groups_least_squares_line():
+    train, y, apply = _group_rows()
+    (trend,) = group_trend(train, y, ["store"], "t", [apply], recent=30)
+    mine = train["store"] == 1
+    slope, intercept = np.polyfit(train.loc[mine, "t"], y[mine], 1)
+    assert trend.loc[0, "store_slope"] == pytest.approx(slope, rel=1e-4)
+    assert trend.loc[0, "store_trend"] == pytest.approx(intercept + slope * 120.0, rel=1e-4)  # extrapolated
+    late = mine & (train["t"] > train["t"].max() - 30)
+    assert trend.loc[0, "store_recent"] == pytest.approx(y[late].mean(), rel=1e-5)
+    assert trend.loc[2].isna().all()

@@ -82,3 +82,61 @@ def window_counts(group, date, event, days: int = 7) -> tuple[np.ndarray, np.nda
     out_f = np.empty(len(k), np.int64)
     out_b[order], out_f[order] = backward, forward
     return out_b, out_f
+
+
+# ---------------------------------------------------------------------------------------------- fold statistics
+def parse_groups(spec: str) -> list[list[str]]:
+    """``"Store;Store+DayOfWeek"`` -> ``[["Store"], ["Store", "DayOfWeek"]]`` (groups of rows sharing those values)."""
+    return [[key.strip() for key in group.split("+") if key.strip()] for group in spec.split(";") if group.strip()]
+
+
+def _keys(df: pd.DataFrame, keys: list[str]) -> pd.Index:
+    return pd.Index(df[keys[0]]) if len(keys) == 1 else pd.MultiIndex.from_frame(df[keys])
+
+
+def group_statistics(train: pd.DataFrame, values: dict[str, np.ndarray], groups: list[list[str]],
+                     frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Per group of rows sharing the values of some columns: the mean and std of each of ``values`` (e.g. the log
+    target, row-aligned with ``train``) over ``train``'s rows, as float32 columns for each of ``frames``.
+
+    Computed from training rows only, they tell a tree a store's level (and its weekday or promo level) without a
+    split per store; a group not seen in ``train`` gets NaN.
+    """
+    out = [{} for _ in frames]
+    table = pd.DataFrame({name: np.asarray(v, dtype=np.float64) for name, v in values.items()})
+    for keys in groups:
+        stats = table.groupby(_keys(train, keys)).agg(["mean", "std"])
+        prefix = "_".join(keys)
+        for i, frame in enumerate(frames):
+            found = stats.reindex(_keys(frame, keys)).to_numpy(np.float32)
+            for j, (name, stat) in enumerate(stats.columns):
+                out[i][f"{prefix}_{name}_{stat}"] = found[:, j]
+    return [pd.DataFrame(cols, index=frame.index) for cols, frame in zip(out, frames)]
+
+
+def group_trend(train: pd.DataFrame, y: np.ndarray, keys: list[str], time_col: str, frames: list[pd.DataFrame],
+                recent: float = 0.0) -> list[pd.DataFrame]:
+    """Per group: the least-squares line of ``y`` over ``time_col`` fitted on ``train``'s rows, evaluated at each
+    row of ``frames`` (``trend``), and its slope. With ``recent`` > 0, also the mean of ``y`` over the group's last
+    ``recent`` time units of ``train`` (its current level, which the mean over years lags behind)."""
+    t = train[time_col].to_numpy(np.float64)
+    table = pd.DataFrame({"t": t, "y": np.asarray(y, dtype=np.float64)}, index=_keys(train, keys))
+    by = table.groupby(level=list(range(len(keys))))
+    centred = table - by.transform("mean")
+    slope = (centred["t"] * centred["y"]).groupby(by.ngroup().to_numpy()).sum() / \
+        (centred["t"] ** 2).groupby(by.ngroup().to_numpy()).sum().replace(0.0, np.nan)
+    means = by.mean()
+    means["slope"] = slope.to_numpy()
+    columns = ["slope"]
+    if recent > 0:
+        late = table[t > t.max() - recent]
+        means["recent"] = late.groupby(level=list(range(len(keys))))["y"].mean().reindex(means.index)
+        columns.append("recent")
+    prefix = "_".join(keys)
+    out = []
+    for frame in frames:
+        found = means.reindex(_keys(frame, keys))
+        cols = {f"{prefix}_trend": (found["y"] + found["slope"] * (frame[time_col].to_numpy() - found["t"])).to_numpy()}
+        cols.update({f"{prefix}_{c}": found[c].to_numpy() for c in columns})
+        out.append(pd.DataFrame({k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}, index=frame.index))
+    return out

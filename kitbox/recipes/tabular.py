@@ -1,0 +1,326 @@
+"""Generic tabular recipes: LightGBM (the reference a competitor compares against) and fast.ai's entity-embedding
+network, configured by the data: ``columns.cat`` / ``columns.cont``, ``task``, ``classes`` and
+``extra["log_target"]`` (train on log1p(y), predict expm1).
+
+On the refit (``ctx.is_refit``: every row trains, test is predicted) LightGBM boosts the round count its scored
+folds found by early stopping, and the network repeats its fold schedule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from kitbox.competition import FoldContext, FoldPredictions, recipe
+from kitbox.errors import InputError
+
+# ---------------------------------------------------------------------------------------------- shared
+
+
+def model_target(ctx: FoldContext) -> np.ndarray:
+    """What the models fit, for every training row: log1p(y) for a log-scored regression, else ``ctx.y``."""
+    y = np.asarray(ctx.y)
+    if ctx.data.task == "regression" and ctx.data.extra.get("log_target"):
+        if np.nanmin(y) < 0:
+            raise InputError(f"log_target is on but the target has negative values (min {np.nanmin(y)}); set "
+                             "log_target = False in the adapter, or fix the rows")
+        return np.log1p(y)
+    return y
+
+
+def original_scale(ctx: FoldContext, pred: np.ndarray) -> np.ndarray:
+    """Predictions as the metric sees them: expm1 of a log target; class probabilities summing to 1 in float64
+    (a float32 softmax is off by 1e-7, which scikit-learn's log loss flags)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    if ctx.data.task == "regression" and ctx.data.extra.get("log_target"):
+        return np.expm1(pred)
+    if ctx.data.task == "multiclass":
+        return pred / pred.sum(axis=1, keepdims=True)
+    return pred
+
+
+def _columns(data, what: str) -> tuple[list[str], list[str]]:
+    cat, cont = list(data.columns.cat), list(data.columns.cont)
+    if not cat and not cont:
+        raise InputError(f"the {what} recipe needs input columns: set cat_names / cont_names in the adapter "
+                         "(data.columns.cat and data.columns.cont are both empty)")
+    missing = [c for c in cat + cont if c not in data.train.columns or c not in data.test.columns]
+    if missing:
+        raise InputError(f"input column(s) {missing} are not in both train and test; fix cat_names / cont_names")
+    return cat, cont
+
+
+def _rows(df: pd.DataFrame, idx: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """``df.iloc[idx]`` of a few columns, without first copying every column (a million-row table's are many)."""
+    return pd.DataFrame({c: df[c].to_numpy()[idx] for c in columns})
+
+
+def _refit_empty(test: np.ndarray) -> np.ndarray:
+    return np.zeros((0,) + np.asarray(test).shape[1:])
+
+
+# ---------------------------------------------------------------------------------------------- LightGBM
+
+
+@dataclass(frozen=True)
+class LightGBMOptions:
+    rounds: int | None = None  # boosting rounds; None: early stopping on the fold's validation rows finds them
+    max_rounds: int = 3000  # the most rounds early stopping may reach
+    patience: int = 100  # rounds without a better validation loss before boosting stops
+    lr: float = 0.05  # learning rate
+    leaves: int = 63  # num_leaves
+    min_leaf: int = 20  # min_data_in_leaf
+    colsample: float = 0.8  # feature_fraction: share of columns each tree sees
+    subsample: float = 0.8  # bagging_fraction: share of rows each tree sees
+    l2: float = 1.0  # lambda_l2
+    categorical: str = "codes"  # "codes": sorted ordinal codes; "native": LightGBM's categorical (set) splits
+    extra_cont: str = ""  # "C,D": more numeric columns for the trees only, beyond data.columns.cont
+    group_stats: str = ""  # "A;A+B": per group, mean and std of the (log) target over the fold's training rows
+    stats_of: str = ""  # "C,D": columns only train has (Rossmann's Customers), averaged per group as well
+    trend: str = ""  # "A@T": per value of A, the target's least-squares line over the time column T
+    recent: float = 0.0  # with trend: also each group's mean target over its last `recent` units of T
+    embed_above: int = 30  # lightgbm_embeddings: columns with more categories get the network's learned vectors
+    refit_scale: bool = True  # refit rounds scaled by (all rows / a fold's training rows): more rows, more rounds
+    threads: int | None = None  # None: 1 below 200k rows (OpenMP spins on a busy machine), all cores above
+
+
+def _names(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _check_lightgbm(data, settings, opts: LightGBMOptions) -> None:
+    from kitbox.tabular.gbm import lightgbm_module
+
+    lightgbm_module()
+    if opts.categorical not in ("codes", "native"):
+        raise InputError(f"lightgbm: categorical={opts.categorical!r}; use 'codes' or 'native'")
+    if opts.trend and "@" not in opts.trend:
+        raise InputError(f"lightgbm: trend={opts.trend!r}; write it GROUP@TIME_COLUMN, e.g. 'Store@Elapsed'")
+    missing = sorted({c for c in _statistics_columns(opts) if c not in data.train.columns})
+    missing += [c for c in _names(opts.extra_cont) if c not in data.train.columns or c not in data.test.columns]
+    if missing:
+        raise InputError(f"lightgbm: group_stats / stats_of / trend / extra_cont name column(s) {missing} that the "
+                         f"data lacks; train's columns: {list(data.train.columns)[:40]}")
+
+
+def _statistics_columns(opts: LightGBMOptions) -> list[str]:
+    from kitbox.tabular.features import parse_groups
+
+    keys, _, time_col = opts.trend.partition("@")
+    columns = [k for g in parse_groups(opts.group_stats) for k in g] + _names(opts.stats_of)
+    return columns + (keys.split("+") + [time_col] if opts.trend else [])
+
+
+def _fold_statistics(ctx: FoldContext, y_fit: np.ndarray, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The options' per-group statistics, from this fold's training rows only (``frames[0]``), as columns for
+    each of ``frames``."""
+    from kitbox.tabular.features import group_statistics, group_trend, parse_groups
+
+    opts, train = ctx.options, frames[0]
+    blocks = [[] for _ in frames]
+    if opts.group_stats:
+        values = {"y": y_fit[ctx.train_idx]}
+        values.update({c: train[c].to_numpy(np.float64) for c in _names(opts.stats_of)})
+        for block, stats in zip(blocks, group_statistics(train, values, parse_groups(opts.group_stats), frames)):
+            block.append(stats)
+    if opts.trend:
+        keys, _, time_col = opts.trend.partition("@")
+        found = group_trend(train, y_fit[ctx.train_idx], keys.split("+"), time_col, frames, opts.recent)
+        for block, stats in zip(blocks, found):
+            block.append(stats)
+    return [pd.concat(block, axis=1) if block else pd.DataFrame(index=f.index) for block, f in zip(blocks, frames)]
+
+
+def _gbm_inputs(ctx: FoldContext, y_fit: np.ndarray, embeddings=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, valid, test) frames: codes and values of the data's columns, fold statistics, learned embeddings."""
+    from kitbox.tabular.gbm import category_levels, gbm_frame
+
+    data, opts = ctx.data, ctx.options
+    cat, cont = _columns(data, "lightgbm")
+    cont = cont + [c for c in _names(opts.extra_cont) if c not in cont]
+    needed = list(dict.fromkeys(cat + cont + _statistics_columns(opts)))
+    rows = {"train": _rows(data.train, ctx.train_idx, needed), "valid": _rows(data.train, ctx.valid_idx, needed),
+            "test": data.test}
+    levels = category_levels(rows["train"], cat)
+    frames = [gbm_frame(df, levels, cont, native=opts.categorical == "native") for df in rows.values()]
+    extra = _fold_statistics(ctx, y_fit, list(rows.values()))
+    if embeddings is not None:
+        extra = [pd.concat([e, embeddings(df)], axis=1) for e, df in zip(extra, rows.values())]
+    return tuple(pd.concat([f, e.set_axis(f.index)], axis=1) for f, e in zip(frames, extra))
+
+
+def _refit_rounds(ctx: FoldContext) -> list[int]:
+    """The rounds the scored folds stopped at (their mean, per label), scaled up by the refit's extra rows: the
+    best count grows with the rows (a tree fits each row's residual less tightly when there are more of them)."""
+    infos = [info for info in ctx.scored_info.values() if "rounds" in info]
+    if not infos:
+        raise InputError("lightgbm refit: the scored folds recorded no round count; give --set rounds=N")
+    rounds = np.mean([np.atleast_1d(info["rounds"]) for info in infos], axis=0)
+    if ctx.options.refit_scale:
+        rounds = rounds * len(ctx.train_idx) / np.mean([info["train_rows"] for info in infos])
+    return [max(1, int(round(r))) for r in rounds]
+
+
+def _boost(ctx: FoldContext, x: tuple, y_fit: np.ndarray) -> tuple[list, list[int]]:
+    """One booster (one per label for multilabel) with its round count."""
+    from kitbox.tabular.gbm import fit_lightgbm, objective
+
+    data, opts = ctx.data, ctx.options
+    y_train, y_valid = y_fit[ctx.train_idx], y_fit[ctx.valid_idx]
+    columns = range(y_fit.shape[1]) if data.task == "multilabel" else [None]
+    fixed = [opts.rounds] * len(columns) if opts.rounds else (_refit_rounds(ctx) if ctx.is_refit else None)
+    params = dict(objective(data.task, len(data.classes)), learning_rate=opts.lr, num_leaves=opts.leaves,
+                  min_data_in_leaf=opts.min_leaf, feature_fraction=opts.colsample, bagging_fraction=opts.subsample,
+                  lambda_l2=opts.l2)
+    max_rounds = min(opts.max_rounds, 50) if ctx.quick else opts.max_rounds  # a smoke test: seconds
+    boosters, rounds = [], []
+    for j, k in enumerate(columns):
+        pick = (lambda a: a) if k is None else (lambda a: a[:, k])
+        booster = fit_lightgbm(x[0], pick(y_train), x[1], pick(y_valid), params=params, seed=ctx.seed,
+                               num_boost_round=fixed[j] if fixed else max_rounds, threads=opts.threads,
+                               early_stopping_rounds=None if fixed else opts.patience,
+                               categorical="auto", log_every=500 if ctx.settings.progress else 0)
+        boosters.append(booster)
+        rounds.append(fixed[j] if fixed else int(booster.best_iteration or max_rounds))
+    return boosters, rounds
+
+
+def _predict(boosters: list, x: pd.DataFrame) -> np.ndarray:
+    from kitbox.tabular.gbm import predict_lightgbm
+
+    preds = [predict_lightgbm(b, x) for b in boosters]
+    return preds[0] if len(preds) == 1 else np.stack(preds, axis=1)
+
+
+def _lightgbm(ctx: FoldContext, embeddings=None) -> FoldPredictions:
+    y_fit = model_target(ctx)
+    if ctx.data.task == "multilabel" and y_fit.ndim != 2:
+        raise InputError(f"multilabel targets must be a 0/1 matrix (rows, labels), got shape {y_fit.shape}")
+    x = _gbm_inputs(ctx, y_fit, embeddings)
+    boosters, rounds = _boost(ctx, x, y_fit)
+    test = original_scale(ctx, _predict(boosters, x[2]))
+    oof = _refit_empty(test) if ctx.is_refit else original_scale(ctx, _predict(boosters, x[1]))
+    info = {"rounds": rounds[0] if len(rounds) == 1 else rounds, "train_rows": len(ctx.train_idx),
+            "features": x[0].shape[1],
+            "rounds_from": "given" if ctx.options.rounds else ("scored folds" if ctx.is_refit else "early stopping")}
+    return FoldPredictions(oof=oof, test=test, info=info)
+
+
+@recipe(options=LightGBMOptions, preflight=_check_lightgbm)
+def lightgbm(ctx: FoldContext) -> FoldPredictions:
+    """LightGBM on the data's categorical (as codes) and continuous columns, with the options' fold statistics."""
+    return _lightgbm(ctx)
+
+
+def _embedding_columns(ctx: FoldContext):
+    """A function adding the entity-embedding network's learned vectors (of this same fold, or of its refit) for the
+    categorical columns with more than ``embed_above`` values: an ordinal code says least where there are many."""
+    from kitbox.tabular.model import add_embeddings, load_embeddings
+    from kitbox.tabular.processor import TabularProcessor
+
+    folder = ctx.inputs["entity_embedding"]
+    if not (folder / "embeddings.json").exists():
+        raise InputError(f"lightgbm_embeddings reads {folder / 'embeddings.json'}, which the entity_embedding recipe "
+                         "writes: run that recipe first (it is listed in this recipe's needs)")
+    processor = TabularProcessor.load(folder / "processor.json")
+    tables = load_embeddings(folder / "embeddings.json")
+    wide = [name for name, table in tables.items() if len(table) > ctx.options.embed_above]
+
+    def columns(df: pd.DataFrame) -> pd.DataFrame:
+        x_cat, _ = processor.transform(df)
+        return add_embeddings(x_cat, tables, columns=wide, dtype=np.float32).set_axis(df.index)
+
+    return columns
+
+
+@recipe(options=LightGBMOptions, needs=("entity_embedding",), preflight=_check_lightgbm)
+def lightgbm_embeddings(ctx: FoldContext) -> FoldPredictions:
+    """LightGBM with the entity-embedding network's learned vectors as extra columns (Guo & Berkhahn's GBM +
+    embeddings); reads them from ``ctx.inputs["entity_embedding"]``, the network's folder for this fold."""
+    return _lightgbm(ctx, _embedding_columns(ctx))
+
+
+# ---------------------------------------------------------------------------------------------- entity embeddings
+
+
+@dataclass(frozen=True)
+class EntityEmbeddingOptions:
+    epochs: int | None = None  # None: sized from the data (enough optimizer steps on small tables, at most 20)
+    lr: float = 3e-3  # one-cycle peak learning rate
+    bs: int | None = None  # batch size; None: 512, less for tables under 16k rows (32 batches an epoch, >= 32 rows)
+    layers: str = ""  # hidden widths "1000,500"; "": fast.ai's 1000-500 from 400k rows, narrower below
+    ps: str = "0.001,0.01"  # dropout per hidden layer
+    emb_drop: float = 0.04  # dropout on the concatenated embeddings
+    wd: float = 0.2  # AdamW weight decay
+    lr_find: bool = True  # run the LR range test on each scored fold and save its plot (lr_find.png)
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"entity_embedding: {what}={text!r}; give comma-separated numbers, e.g. '1000,500'") from None
+
+
+def _check_entity_embedding(data, settings, opts: EntityEmbeddingOptions) -> None:
+    layers, ps = _floats(opts.layers, "layers") or [1000, 500], _floats(opts.ps, "ps")
+    if len(ps) != len(layers):
+        raise InputError(f"entity_embedding: {len(ps)} dropout value(s) in ps={opts.ps!r} for {len(layers)} layer(s) "
+                         f"in layers={opts.layers!r}; give one per layer")
+    _columns(data, "entity_embedding")
+
+
+def _nn_task(ctx: FoldContext, y_fit: np.ndarray):
+    """The head: a scaled sigmoid over fast.ai's range for regression (0 to 1.2 x the largest value when no value
+    is negative, else the values' span widened by a fifth on each side), the data's classes otherwise."""
+    if ctx.data.task != "regression":
+        return ctx.task()
+    lo, hi = float(np.min(y_fit)), float(np.max(y_fit))
+    y_range = (0.0, 1.2 * hi) if lo >= 0 else (lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo))
+    return ctx.task(y_range=y_range)
+
+
+def _fit_network(ctx: FoldContext, y_fit: np.ndarray):
+    from kitbox.tabular.processor import TabularProcessor
+    from kitbox.tabular.training import auto_epochs, auto_layers, tabular_learner, tabular_loaders
+
+    data, opts = ctx.data, ctx.options
+    cat, cont = _columns(data, "entity_embedding")
+    train, valid = data.train.iloc[ctx.train_idx], data.train.iloc[ctx.valid_idx]
+    processor = TabularProcessor(cat, cont).fit(train)
+    processor.save(ctx.fold_dir / "processor.json")
+    y_train = y_fit[ctx.train_idx].astype(np.float32)
+    bs = opts.bs or int(min(512, max(32, 2 ** np.floor(np.log2(max(len(train), 2) / 32)))))
+    train_dl, valid_dl = tabular_loaders(processor, train, y_train, valid if len(valid) else None,
+                                         y_fit[ctx.valid_idx].astype(np.float32), batch_size=bs, seed=ctx.seed)
+    layers = tuple(int(w) for w in _floats(opts.layers, "layers")) or auto_layers(len(train))
+    learn = tabular_learner(processor, train_dl, valid_dl, task=_nn_task(ctx, y_fit[ctx.train_idx]), layers=layers,
+                            ps=_floats(opts.ps, "ps"),
+                            emb_drop=opts.emb_drop, wd=opts.wd, seed=ctx.seed, run_dir=ctx.fold_dir,
+                            progress=ctx.settings.progress, device=ctx.settings.device)
+    epochs = 1 if ctx.quick else (opts.epochs or auto_epochs(len(train), bs, base_epochs=5))
+    info = {"epochs": epochs, "lr": opts.lr, "bs": bs, "layers": list(layers)}
+    if opts.lr_find and not ctx.is_refit and not ctx.quick:  # the plot is for the user; the schedule uses opts.lr
+        found = learn.lr_find(num_it=min(100, len(train_dl)))
+        info.update(lr_valley=float(found.valley), lr_steep=float(found.steep))
+    learn.fit_one_cycle(epochs, opts.lr)
+    learn.save(ctx.fold_dir / "model.safetensors")
+    return learn, processor, info
+
+
+@recipe(options=EntityEmbeddingOptions, preflight=_check_entity_embedding)
+def entity_embedding(ctx: FoldContext) -> FoldPredictions:
+    """fast.ai's entity-embedding MLP (Guo & Berkhahn 2016) for any task, one-cycle; saves its learned embeddings
+    (``embeddings.json``) and input processor for ``lightgbm_embeddings``."""
+    from kitbox.tabular.model import embedding_frames, save_embeddings
+    from kitbox.tabular.training import prediction_loader
+
+    y_fit = model_target(ctx)
+    learn, processor, info = _fit_network(ctx, y_fit)
+    save_embeddings(embedding_frames(learn.model, processor), ctx.fold_dir / "embeddings.json")
+    test = original_scale(ctx, learn.predict(prediction_loader(processor, ctx.data.test)))
+    if ctx.is_refit:
+        return FoldPredictions(oof=_refit_empty(test), test=test, info=info)
+    oof = original_scale(ctx, learn.predict(prediction_loader(processor, ctx.data.train.iloc[ctx.valid_idx])))
+    return FoldPredictions(oof=oof, test=test, info=info)
