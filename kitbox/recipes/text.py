@@ -429,7 +429,10 @@ def _fine_tune(ctx: FoldContext, backbone, train_dl, task, seed: int, k: int):
     from kitbox.learner import Learner
     from kitbox.text.transformer import TransformerClassifier
 
+    from kitbox.device import seed_everything
+
     opts: TransformerOptions = ctx.options
+    seed_everything(seed)  # the new head's initial weights come from the seed too
     model = TransformerClassifier(backbone, n_out=task.n_out)
     run_dir = ctx.fold_dir if k == 0 else ctx.fold_dir / f"seed{k}"
     learn = Learner(model, train_dl, task=task, wd=opts.wd, run_dir=run_dir, seed=seed, **ctx.learner_options())
@@ -526,6 +529,9 @@ def ulmfit(ctx: FoldContext) -> FoldPredictions:
     task, y = ctx.task(), loss_targets(ctx)
     scale = TargetScale(y[ctx.train_idx], task.kind)
     cfg.drop_mult = opts.drop_mult
+    from kitbox.device import seed_everything
+
+    seed_everything(ctx.seed)  # the classifier's initial weights come from the seed too
     model = TextClassifier(cfg, n_out=task.n_out)
     if lm is not None:
         model.encoder.load_state_dict(lm.encoder_state)

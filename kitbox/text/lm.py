@@ -94,6 +94,9 @@ def _train_language_model(tokens, cache_dir: Path, s: LMSettings, digest: str) -
     n_valid = max(int(len(ids) * s.valid_frac), 1)
     valid_ids, train_ids = [ids[i] for i in order[:n_valid]], [ids[i] for i in order[n_valid:]]
     cfg = AWDConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, emb_size=s.emb_size, n_hid=s.n_hid)
+    from kitbox.device import seed_everything
+
+    seed_everything(s.seed)  # the LM's initial weights come from the seed too
     model = LanguageModel(cfg)
     vectors_from = init_word_vectors(model, vocab, s.word_vectors, s.seed)
     train_dl = LMLoader(train_ids, batch_size=s.bs, bptt=s.bptt, seed=s.seed)
