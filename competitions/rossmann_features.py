@@ -85,7 +85,8 @@ def check_values(train: pd.DataFrame, test: pd.DataFrame, store: pd.DataFrame, d
 
 
 def external_tables(data_dir: Path) -> dict[str, pd.DataFrame] | None:
-    """fast.ai's external tables from the same folder or the sibling ``rossmann-store-sales-external``; None if absent."""
+    """fast.ai's external tables from the same folder or the sibling ``rossmann-store-sales-external``; None when
+    absent."""
     for folder in (data_dir, data_dir.parent / EXTERNAL_DIR, data_dir / EXTERNAL_DIR):
         if all(find_file(folder, name) is not None for name in EXTERNAL_COLUMNS):
             return {n.removesuffix(".csv"): read_csv(folder, n, cols) for n, cols in EXTERNAL_COLUMNS.items()}

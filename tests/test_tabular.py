@@ -10,7 +10,7 @@ import torch
 from kitbox.groups import layer_groups
 from kitbox.tabular.features import (add_datepart, days_since_until, group_statistics, group_trend, parse_groups,
                                      window_counts)
-from kitbox.tabular.gbm import category_levels, gbm_frame, objective
+from kitbox.tabular.gbm import category_levels, gbm_frame, objective, stack_columns
 from kitbox.tabular.model import (TabularModel, add_embeddings, embedding_frames, embedding_width, load_embeddings,
                                   save_embeddings)
 from kitbox.tabular.processor import TabularProcessor
@@ -163,8 +163,9 @@ def test_gbm_frame_codes_keep_order_and_leave_unseen_missing(frames):
     np.testing.assert_array_equal(x["shop"], [2, np.nan, np.nan])  # "zzz" unseen, None missing: NaN, not a code
     np.testing.assert_array_equal(x["year"], [1, np.nan, 0])  # the int 2014 is the float category 2014.0
     np.testing.assert_array_equal(x["temp"], [3.0, np.nan, 0.0])  # NaN stays NaN: trees route it themselves
-    native = gbm_frame(test, levels, [], native=True)
-    assert isinstance(native["shop"].dtype, pd.CategoricalDtype) and native["shop"].cat.codes.tolist() == [2, -1, -1]
+    matrix = stack_columns([x[["shop"]], x[["dist", "temp"]] * 2])
+    assert matrix.dtype == np.float32 and matrix.flags.c_contiguous and matrix.shape == (3, 3)
+    np.testing.assert_array_equal(matrix[:, 2], [6.0, np.nan, 0.0])
 
 
 def test_lightgbm_objective_follows_the_task():
@@ -205,3 +206,12 @@ def test_group_trend_is_each_groups_least_squares_line():
     late = mine & (train["t"] > train["t"].max() - 30)
     assert trend.loc[0, "store_recent"] == pytest.approx(y[late].mean(), rel=1e-5)
     assert trend.loc[2].isna().all()
+
+
+def test_auto_sizes_follow_the_rows():
+    from kitbox.tabular.training import auto_batch_size, auto_epochs, auto_layers
+
+    assert auto_batch_size(844_000) == 1024 and auto_batch_size(30_000) == 512
+    assert auto_batch_size(2_000) == 32 and auto_batch_size(50) == 32  # at least 32 steps an epoch, 32 rows a batch
+    assert auto_layers(844_000) == (1000, 500) and auto_layers(25_000) == (250, 125)
+    assert auto_epochs(844_000, 1024) == 5 and auto_epochs(2_000, 32) == 10  # ~600 steps on small tables

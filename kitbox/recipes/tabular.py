@@ -132,22 +132,35 @@ def _fold_statistics(ctx: FoldContext, y_fit: np.ndarray, frames: list[pd.DataFr
     return [pd.concat(block, axis=1) if block else pd.DataFrame(index=f.index) for block, f in zip(blocks, frames)]
 
 
-def _gbm_inputs(ctx: FoldContext, y_fit: np.ndarray, embeddings=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(train, valid, test) frames: codes and values of the data's columns, fold statistics, learned embeddings."""
-    from kitbox.tabular.gbm import category_levels, gbm_frame
+@dataclass
+class GBMInputs:
+    """A fold's LightGBM inputs: float32 matrices of the same columns for its training, validation and test rows."""
+
+    names: list[str]
+    categorical: list[int]  # positions LightGBM splits as categories ("native"); empty: codes as numbers
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+
+
+def _gbm_inputs(ctx: FoldContext, y_fit: np.ndarray, embeddings=None) -> GBMInputs:
+    """Codes and values of the data's columns, the fold statistics and the learned embeddings, as matrices."""
+    from kitbox.tabular.gbm import category_levels, gbm_frame, stack_columns
 
     data, opts = ctx.data, ctx.options
     cat, cont = _columns(data, "lightgbm")
     cont = cont + [c for c in _names(opts.extra_cont) if c not in cont]
     needed = list(dict.fromkeys(cat + cont + _statistics_columns(opts)))
-    rows = {"train": _rows(data.train, ctx.train_idx, needed), "valid": _rows(data.train, ctx.valid_idx, needed),
-            "test": data.test}
-    levels = category_levels(rows["train"], cat)
-    frames = [gbm_frame(df, levels, cont, native=opts.categorical == "native") for df in rows.values()]
-    extra = _fold_statistics(ctx, y_fit, list(rows.values()))
-    if embeddings is not None:
-        extra = [pd.concat([e, embeddings(df)], axis=1) for e, df in zip(extra, rows.values())]
-    return tuple(pd.concat([f, e.set_axis(f.index)], axis=1) for f, e in zip(frames, extra))
+    rows = [_rows(data.train, ctx.train_idx, needed), _rows(data.train, ctx.valid_idx, needed), data.test]
+    levels = category_levels(rows[0], cat)
+    matrices = []
+    for df, more in zip(rows, _fold_statistics(ctx, y_fit, rows)):  # one set at a time: its blocks, then its matrix
+        blocks = [gbm_frame(df, levels, cont), more.set_axis(df.index)]
+        blocks += [] if embeddings is None else [embeddings(df)]
+        matrices.append(stack_columns(blocks))
+    names = [c for block in blocks for c in block.columns]
+    categorical = list(range(len(cat))) if opts.categorical == "native" else []
+    return GBMInputs(names, categorical, *matrices)
 
 
 def _refit_rounds(ctx: FoldContext) -> list[int]:
@@ -162,7 +175,7 @@ def _refit_rounds(ctx: FoldContext) -> list[int]:
     return [max(1, int(round(r))) for r in rounds]
 
 
-def _boost(ctx: FoldContext, x: tuple, y_fit: np.ndarray) -> tuple[list, list[int]]:
+def _boost(ctx: FoldContext, x: GBMInputs, y_fit: np.ndarray) -> tuple[list, list[int]]:
     """One booster (one per label for multilabel) with its round count."""
     from kitbox.tabular.gbm import fit_lightgbm, objective
 
@@ -177,16 +190,16 @@ def _boost(ctx: FoldContext, x: tuple, y_fit: np.ndarray) -> tuple[list, list[in
     boosters, rounds = [], []
     for j, k in enumerate(columns):
         pick = (lambda a: a) if k is None else (lambda a: a[:, k])
-        booster = fit_lightgbm(x[0], pick(y_train), x[1], pick(y_valid), params=params, seed=ctx.seed,
+        booster = fit_lightgbm(x.train, pick(y_train), x.valid, pick(y_valid), params=params, seed=ctx.seed,
                                num_boost_round=fixed[j] if fixed else max_rounds, threads=opts.threads,
-                               early_stopping_rounds=None if fixed else opts.patience,
-                               categorical="auto", log_every=500 if ctx.settings.progress else 0)
+                               early_stopping_rounds=None if fixed else opts.patience, feature_names=x.names,
+                               categorical=x.categorical, log_every=500 if ctx.settings.progress else 0)
         boosters.append(booster)
         rounds.append(fixed[j] if fixed else int(booster.best_iteration or max_rounds))
     return boosters, rounds
 
 
-def _predict(boosters: list, x: pd.DataFrame) -> np.ndarray:
+def _predict(boosters: list, x: np.ndarray) -> np.ndarray:
     from kitbox.tabular.gbm import predict_lightgbm
 
     preds = [predict_lightgbm(b, x) for b in boosters]
@@ -199,10 +212,10 @@ def _lightgbm(ctx: FoldContext, embeddings=None) -> FoldPredictions:
         raise InputError(f"multilabel targets must be a 0/1 matrix (rows, labels), got shape {y_fit.shape}")
     x = _gbm_inputs(ctx, y_fit, embeddings)
     boosters, rounds = _boost(ctx, x, y_fit)
-    test = original_scale(ctx, _predict(boosters, x[2]))
-    oof = _refit_empty(test) if ctx.is_refit else original_scale(ctx, _predict(boosters, x[1]))
+    test = original_scale(ctx, _predict(boosters, x.test))
+    oof = _refit_empty(test) if ctx.is_refit else original_scale(ctx, _predict(boosters, x.valid))
     info = {"rounds": rounds[0] if len(rounds) == 1 else rounds, "train_rows": len(ctx.train_idx),
-            "features": x[0].shape[1],
+            "features": x.train.shape[1],
             "rounds_from": "given" if ctx.options.rounds else ("scored folds" if ctx.is_refit else "early stopping")}
     return FoldPredictions(oof=oof, test=test, info=info)
 
@@ -248,7 +261,7 @@ def lightgbm_embeddings(ctx: FoldContext) -> FoldPredictions:
 class EntityEmbeddingOptions:
     epochs: int | None = None  # None: sized from the data (enough optimizer steps on small tables, at most 20)
     lr: float = 3e-3  # one-cycle peak learning rate
-    bs: int | None = None  # batch size; None: 512, less for tables under 16k rows (32 batches an epoch, >= 32 rows)
+    bs: int | None = None  # batch size; None: 1024 from 400k rows, 512 below, less under 16k rows (auto_batch_size)
     layers: str = ""  # hidden widths "1000,500"; "": fast.ai's 1000-500 from 400k rows, narrower below
     ps: str = "0.001,0.01"  # dropout per hidden layer
     emb_drop: float = 0.04  # dropout on the concatenated embeddings
@@ -282,23 +295,24 @@ def _nn_task(ctx: FoldContext, y_fit: np.ndarray):
 
 
 def _fit_network(ctx: FoldContext, y_fit: np.ndarray):
+    """The processor fitted on the fold's training rows and the network trained on them (one-cycle), both saved in
+    the fold's folder; its LR finder plot too on scored folds."""
     from kitbox.tabular.processor import TabularProcessor
-    from kitbox.tabular.training import auto_epochs, auto_layers, tabular_learner, tabular_loaders
+    from kitbox.tabular.training import auto_batch_size, auto_epochs, auto_layers, tabular_learner, tabular_loaders
 
     data, opts = ctx.data, ctx.options
     cat, cont = _columns(data, "entity_embedding")
-    train, valid = data.train.iloc[ctx.train_idx], data.train.iloc[ctx.valid_idx]
+    train, valid = _rows(data.train, ctx.train_idx, cat + cont), _rows(data.train, ctx.valid_idx, cat + cont)
     processor = TabularProcessor(cat, cont).fit(train)
     processor.save(ctx.fold_dir / "processor.json")
     y_train = y_fit[ctx.train_idx].astype(np.float32)
-    bs = opts.bs or int(min(512, max(32, 2 ** np.floor(np.log2(max(len(train), 2) / 32)))))
+    bs = opts.bs or auto_batch_size(len(train))
     train_dl, valid_dl = tabular_loaders(processor, train, y_train, valid if len(valid) else None,
                                          y_fit[ctx.valid_idx].astype(np.float32), batch_size=bs, seed=ctx.seed)
     layers = tuple(int(w) for w in _floats(opts.layers, "layers")) or auto_layers(len(train))
     learn = tabular_learner(processor, train_dl, valid_dl, task=_nn_task(ctx, y_fit[ctx.train_idx]), layers=layers,
-                            ps=_floats(opts.ps, "ps"),
-                            emb_drop=opts.emb_drop, wd=opts.wd, seed=ctx.seed, run_dir=ctx.fold_dir,
-                            progress=ctx.settings.progress, device=ctx.settings.device)
+                            ps=_floats(opts.ps, "ps"), emb_drop=opts.emb_drop, wd=opts.wd, seed=ctx.seed,
+                            run_dir=ctx.fold_dir, progress=ctx.settings.progress, device=ctx.settings.device)
     epochs = 1 if ctx.quick else (opts.epochs or auto_epochs(len(train), bs, base_epochs=5))
     info = {"epochs": epochs, "lr": opts.lr, "bs": bs, "layers": list(layers)}
     if opts.lr_find and not ctx.is_refit and not ctx.quick:  # the plot is for the user; the schedule uses opts.lr
@@ -322,5 +336,6 @@ def entity_embedding(ctx: FoldContext) -> FoldPredictions:
     test = original_scale(ctx, learn.predict(prediction_loader(processor, ctx.data.test)))
     if ctx.is_refit:
         return FoldPredictions(oof=_refit_empty(test), test=test, info=info)
-    oof = original_scale(ctx, learn.predict(prediction_loader(processor, ctx.data.train.iloc[ctx.valid_idx])))
+    valid = _rows(ctx.data.train, ctx.valid_idx, processor.cat_names + processor.cont_names)
+    oof = original_scale(ctx, learn.predict(prediction_loader(processor, valid)))
     return FoldPredictions(oof=oof, test=test, info=info)

@@ -18,6 +18,7 @@ _LAZY = {
     "log_y_range": "kitbox.tabular.training",
     "auto_epochs": "kitbox.tabular.training",
     "auto_layers": "kitbox.tabular.training",
+    "auto_batch_size": "kitbox.tabular.training",
     "RMSPE_OF_LOG": "kitbox.tabular.training",
     "add_datepart": "kitbox.tabular.features",
     "days_since_until": "kitbox.tabular.features",

@@ -44,31 +44,35 @@ def category_levels(train: pd.DataFrame, cat_names: list[str]) -> dict[str, list
     return levels
 
 
-def gbm_frame(df: pd.DataFrame, levels: dict[str, list], cont_names: list[str], native: bool = False) -> pd.DataFrame:
+def gbm_frame(df: pd.DataFrame, levels: dict[str, list], cont_names: list[str]) -> pd.DataFrame:
     """Categorical columns as codes (sorted order, so a code keeps a number's order; unseen or missing: NaN) and
-    continuous columns as they are (NaN stays NaN: trees route it on their own), all float32.
-
-    ``native`` makes the codes pandas categoricals, which LightGBM splits as sets instead of thresholds. float32:
-    LightGBM copies a frame into one array of its widest type, and float64 doubles a million-row run's memory.
-    """
+    continuous columns as they are (NaN stays NaN: trees route it on their own), all float32."""
     cols = {}
     for c, values in levels.items():
         codes = pd.Index(values, dtype=object).get_indexer(df[c].astype(object))  # -1: unseen or missing
-        if native:
-            cols[c] = pd.Categorical.from_codes(codes, categories=np.arange(len(values)))
-        else:
-            cols[c] = np.where(codes < 0, np.nan, codes).astype(np.float32)
+        cols[c] = np.where(codes < 0, np.nan, codes).astype(np.float32)
     for c in cont_names:
         cols[c] = pd.to_numeric(df[c], errors="raise").to_numpy(np.float32)
     return pd.DataFrame(cols, index=df.index)
 
 
-def fit_lightgbm(x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame | None = None, y_valid=None,
-                 num_boost_round: int = 1000, params: dict | None = None, seed: int = 42,
-                 early_stopping_rounds: int | None = None, categorical: list[str] | str = "auto",
-                 threads: int | None = None, log_every: int = 0):
-    """Train a booster; with ``x_valid`` it can stop early (``early_stopping_rounds`` without improvement) and
-    log the validation loss every ``log_every`` rounds. ``booster.best_iteration`` is then the round count.
+def stack_columns(blocks: list[pd.DataFrame]) -> np.ndarray:
+    """One row-major float32 matrix from same-length frames, filled a block at a time: LightGBM reads it without a
+    copy of its own, and no concatenated frame sits beside it (on a million rows each copy is most of a GB)."""
+    out = np.empty((len(blocks[0]), sum(b.shape[1] for b in blocks)), dtype=np.float32)
+    j = 0
+    for block in blocks:
+        out[:, j:j + block.shape[1]] = block.to_numpy(np.float32)
+        j += block.shape[1]
+    return out
+
+
+def fit_lightgbm(x_train, y_train, x_valid=None, y_valid=None, num_boost_round: int = 1000, params: dict | None = None,
+                 seed: int = 42, early_stopping_rounds: int | None = None, categorical: list | str = "auto",
+                 threads: int | None = None, log_every: int = 0, feature_names: list[str] | str = "auto"):
+    """Train a booster on frames or matrices; with ``x_valid`` it can stop early (``early_stopping_rounds`` without
+    improvement) and log the validation loss every ``log_every`` rounds. ``booster.best_iteration`` is then the
+    round count. ``categorical``: columns (names or positions) split as sets rather than by thresholds.
     """
     lgb = lightgbm_module()
     if threads is None:
@@ -76,7 +80,7 @@ def fit_lightgbm(x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame | None = 
         threads = 1 if len(x_train) < 200_000 else 0
     params = {**LGBM_DEFAULTS, **(params or {}), "seed": seed, "num_threads": threads, "deterministic": True}
     train_set = lgb.Dataset(x_train, label=np.asarray(y_train, dtype=np.float64), categorical_feature=categorical,
-                            free_raw_data=True)
+                            feature_name=feature_names, free_raw_data=True)
     valid_sets, callbacks = [], []
     if x_valid is not None and y_valid is not None and len(x_valid):
         valid_sets = [lgb.Dataset(x_valid, label=np.asarray(y_valid, dtype=np.float64), reference=train_set)]
@@ -87,6 +91,6 @@ def fit_lightgbm(x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame | None = 
     return lgb.train(params, train_set, num_boost_round=num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
 
 
-def predict_lightgbm(booster, x: pd.DataFrame) -> np.ndarray:
+def predict_lightgbm(booster, x) -> np.ndarray:
     best = getattr(booster, "best_iteration", 0) or None
     return np.asarray(booster.predict(x, num_iteration=best), dtype=np.float64)
