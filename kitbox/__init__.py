@@ -55,7 +55,15 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kitbox' has no attribute {name!r}")
+def lazy_exports(package: str, table: dict[str, str]):
+    """A module ``__getattr__`` that imports ``name`` from ``table[name]`` on first use (PEP 562)."""
+
+    def __getattr__(name):
+        if name in table:
+            return getattr(import_module(table[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+__getattr__ = lazy_exports("kitbox", _LAZY)

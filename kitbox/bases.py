@@ -516,7 +516,14 @@ class ImageCompetition(TableCompetition):
             cols = [c for c in data.train.columns if c.startswith(self.pixel_prefix)]
             side = int(round(len(cols) ** 0.5))
             shape = self.image_shape or (side, side)
-            _require(data.test, cols, self.test_file, " (every pixel column of train must be in test too)")
+            wanted = [f"{self.pixel_prefix}{i}" for i in range(shape[0] * shape[1])]
+            for file, table in ((self.train_file, data.train), (self.test_file, data.test)):
+                missing = [c for c in wanted if c not in table.columns]
+                if missing:  # a missing pixel fails here, at load, named: not inside the first fold
+                    more = " and more" if len(missing) > 5 else ""
+                    raise InputError(f"{data.data_dir / file} has no pixel column(s) {missing[:5]}{more}: a "
+                                     f"{shape[0]}x{shape[1]} image is {len(wanted)} columns {wanted[0]}.."
+                                     f"{wanted[-1]}")
             data.train_images = from_pixels(data.train, self.pixel_prefix, shape, label_col=None)
             data.test_images = from_pixels(data.test, self.pixel_prefix, shape, label_col=None)
             return

@@ -78,9 +78,14 @@ class Progress:
 
     def start(self, total: int, desc: str) -> None:
         if self.enabled:
+            import sys
+
             from tqdm.auto import tqdm  # notebook-aware bar with ETA
 
-            self.bar, self.smooth = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True), None
+            # a terminal or a notebook redraws the bar in place; a log file (nohup, CI) gets a line a minute
+            live = sys.stderr.isatty() or "ipykernel" in sys.modules
+            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.1 if live else 60)
+            self.smooth = None
 
     def advance(self, losses: list[float], lr: float | None = None) -> None:
         if self.bar is None:

@@ -2,7 +2,7 @@
 
 Names are imported on first use, so reading a competition's feature code does not load torch.
 """
-from importlib import import_module
+from kitbox import lazy_exports
 
 _LAZY = {
     "TabularProcessor": "kitbox.tabular.processor",
@@ -28,9 +28,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kitbox.tabular' has no attribute {name!r}")
+__getattr__ = lazy_exports("kitbox.tabular", _LAZY)
