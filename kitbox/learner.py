@@ -23,6 +23,7 @@ from kitbox.groups import layer_groups, spread_lr
 from kitbox.lr_finder import LRFinderResult, RangeTest, range_test, suggest_lrs
 from kitbox.metrics import named_metric
 from kitbox.plots import Progress, plot_lr_find, write_history
+from kitbox.runs import private_tmp
 from kitbox.tasks import Task
 
 
@@ -332,7 +333,7 @@ class Learner:
         if not distributed.is_main():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = private_tmp(path)
         save_model(self.model, str(tmp))
         tmp.replace(path)
         return path

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from kitbox.lr_finder import LRFinderResult
+from kitbox.runs import private_tmp
 
 
 def _pyplot():
@@ -49,7 +50,7 @@ def _save_fig(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
+    tmp = private_tmp(path)
     fig.savefig(tmp, dpi=100)
     _pyplot().close(fig)
     tmp.replace(path)
@@ -59,12 +60,12 @@ def _save_fig(fig, path) -> Path:
 def write_history(recorder: dict[str, list[float]], history: list[dict], run_dir: Path) -> None:
     """history.json, history.csv (one row per epoch) and training.png, each written atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "history.json.tmp"
+    tmp = private_tmp(run_dir / "history.json")
     tmp.write_text(json.dumps(history, indent=1))
     tmp.replace(run_dir / "history.json")
     columns = list(dict.fromkeys(k for record in history for k in record))
     lines = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in history]
-    tmp = run_dir / "history.csv.tmp"
+    tmp = private_tmp(run_dir / "history.csv")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(run_dir / "history.csv")
     plot_training(recorder, history, run_dir / "training.png")

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
+def private_tmp(path) -> Path:
+    """A temporary name beside ``path`` that no other process uses (Ray workers may write the same folder), with
+    ``path``'s suffix kept (savers that pick a format by it)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from kitbox.competition import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
+from kitbox.runs import private_tmp
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def cached_features(folder: Path, compute) -> tuple:
     is_sparse = sparse.issparse(train)
     for name, matrix in (("train", train), ("test", test)):
         if is_sparse:
-            tmp = folder / f".{name}.tmp.npz"
+            tmp = private_tmp(folder / f"{name}.npz")
             sparse.save_npz(tmp, matrix)
             tmp.replace(folder / f"{name}.npz")
         else:

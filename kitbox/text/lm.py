@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kitbox.runs import private_tmp
 from kitbox.text.awd_lstm import AWDConfig, LanguageModel
 from kitbox.text.tokenizer import Vocab
 
@@ -159,7 +160,7 @@ def save_state(state: dict[str, torch.Tensor], path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = private_tmp(path)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
     os.replace(tmp, path)
     return path

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+from kitbox.runs import private_tmp
 
 UNK, PAD, BOS, EOS, FLD = "xxunk", "xxpad", "xxbos", "xxeos", "xxfld"
 MAJ, UP, REP, WREP = "xxmaj", "xxup", "xxrep", "xxwrep"
@@ -146,7 +147,7 @@ class Vocab:
 
     def save(self, path: Path) -> None:
         path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = private_tmp(path)
         tmp.write_text(json.dumps(self.itos, ensure_ascii=False))
         tmp.replace(path)
 
