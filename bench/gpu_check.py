@@ -1,11 +1,14 @@
 """GPU check (issue 17): one table saying whether kitbox is ready for a GPU session, in under 10 minutes on one GPU.
 
-    python bench/gpu_check.py            # CUDA-marked tests, training speed against lean loops, NCCL with 2 GPUs
+    python bench/gpu_check.py            # CUDA-marked tests, training speed against lean loops, every built-in
+                                         # competition's --quick run, NCCL with 2 GPUs
     python bench/gpu_check.py --smoke    # the same code paths at toy sizes, in seconds (what the tests run on a CPU)
+    python bench/gpu_check.py --parts tests,speed --shared DIR   # some parts; real data and weights from DIR
 
 Speed rows compare kitbox's Learner with a lean loop written the way timm's ``train.py`` trains: the same model and
-batches, fp16 autocast with a GradScaler, channels_last for images, fused AdamW, the loss read every step (timm logs
-it every step). Image models train on one fixed random batch already on the GPU, so only the training step is
+batches, the same precision (``--precision``, default the Learner's own choice: bf16 autocast where the GPU has it,
+else fp16 autocast with a GradScaler, as timm's ``--amp-dtype``), channels_last for images, fused AdamW, the loss
+read every step (timm logs it every step). Image models train on one fixed random batch already on the GPU, so only the training step is
 measured; one more row trains through ``image_loader`` on the Dogs vs Cats photos, and its data share is the
 loader's part of the time. Rounds alternate (lean, Learner, lean, ...) and the best of each is kept. On a machine
 without CUDA the script says so, runs the smoke on the CPU and exits 0.
@@ -34,7 +37,9 @@ from kitbox.learner import Learner  # noqa: E402
 from kitbox.tasks import Task  # noqa: E402
 
 SAMPLES = REPO / "competitions" / "samples"
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(os.environ.get("KITBOX_SHARED", REPO.parent / "shared")) / "data"  # --shared sets it
+PARTS = ("tests", "speed", "loader", "quick", "nccl")
+KAGGLE_WORKERS = 3  # a Kaggle GPU notebook has 4 CPU cores: loader_settings leaves one to the training process
 
 
 @dataclass
@@ -72,23 +77,30 @@ def sync(device: torch.device) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the two loops
+PRECISION = "auto"  # --precision: both loops train in it
+
+
 def lean_loop(model, batches, loss_fn, device: torch.device, channels_last: bool) -> float:
-    """timm's train_one_epoch stripped to its step: autocast forward, scaled backward, fused AdamW, loss.item().
+    """timm's train_one_epoch stripped to its step: autocast forward, (scaled) backward, fused AdamW, loss.item().
     Returns seconds for all batches."""
-    amp = device.type == "cuda"
+    from kitbox.device import choose_precision
+
+    precision = choose_precision(PRECISION, device)
+    amp = precision != "fp32"
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     sync(device)
     start = time.perf_counter()
     for inputs, target in batches:
         if channels_last:
             inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in inputs)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
             loss = loss_fn(model(*inputs), target)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -101,7 +113,8 @@ def lean_loop(model, batches, loss_fn, device: torch.device, channels_last: bool
 
 def learner_loop(model, batches, task: Task, device: torch.device, channels_last: bool) -> float:
     """kitbox's Learner over the same batches: one one-cycle epoch. Returns seconds for the fit."""
-    learn = Learner(model, batches, task=task, device=device, channels_last=channels_last, progress=False)
+    learn = Learner(model, batches, task=task, device=device, channels_last=channels_last, progress=False,
+                    precision=PRECISION)
     sync(device)
     start = time.perf_counter()
     learn.fit_one_cycle(1, 1e-4)
@@ -161,8 +174,9 @@ def loader_row(device, sizes: Sizes, smoke: bool) -> Row:
     arch = sizes.archs[1]
     model = create_model(arch, 1, pretrained=False)
     bs = min(64, sizes.image_bs)
+    workers = KAGGLE_WORKERS if device.type == "cuda" else 0
     loader = image_loader(items, train_tfms(sizes.px, norm_of(model)), batch_size=bs, shuffle=True, seed=0,
-                          target_dtype=torch.float32, drop_last=True, device=device)
+                          target_dtype=torch.float32, drop_last=True, device=device, num_workers=workers)
     learn = Learner(model, loader, task=Task("binary"), device=device, channels_last=True, progress=False)
     learn.fit_one_cycle(sizes.loader_epochs, 1e-4)
     last = learn.history[-1]  # after the first epoch: workers started, kernels chosen
@@ -220,9 +234,50 @@ def tabular_row(device, sizes: Sizes) -> Row:
                    batches, F.mse_loss, Task("regression"), n, "rows/s", device, sizes)
 
 
+# ---------------------------------------------------------------------------------------------- the competitions
+def weights_file() -> Path | None:
+    """efficientnet_lite0's ImageNet weights for Dogs vs Cats: $KITBOX_WEIGHTS, else the shared copy."""
+    for candidate in (os.environ.get("KITBOX_WEIGHTS"), SHARED.parent / "weights"):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+def quick_rows(device: torch.device, smoke: bool) -> list[Row]:
+    """``python submit.py SLUG --quick`` for every built-in competition on its embedded sample, on ``device``:
+    the whole pipeline (folds, blend, checked submission) through the command a competitor types."""
+    from kitbox import registry
+
+    if smoke:
+        return [Row("submit.py SLUG --quick", "not run", note="smoke (the CLI tests run every competition on the CPU)")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for slug in [e.slug for e in registry.entries().values() if e.origin == "built-in"]:
+            extra = []
+            if "dogs" in slug:
+                weights = weights_file()
+                extra = ["--weights", str(weights)] if weights else ["--from-scratch"]
+            command = [sys.executable, str(REPO / "submit.py"), slug, "--quick", "-q", "--device", device.type,
+                       "--run-dir", str(Path(tmp) / slug), "--out", str(Path(tmp) / f"{slug}.csv"), *extra]
+            started = time.perf_counter()
+            done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=600)
+            seconds = time.perf_counter() - started
+            cv_line = next((ln for ln in done.stdout.splitlines() if ln.startswith("CV score:")), "")
+            on = next((ln.strip() for ln in done.stdout.splitlines() if "device:" in ln), "")
+            if done.returncode != 0:
+                tail = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+                rows.append(Row(f"{slug} --quick", "FAIL", note=f"{seconds:.0f} s; {tail[:160]}"))
+            else:
+                score = cv_line.split()[2] if cv_line else "?"
+                rows.append(Row(f"{slug} --quick", f"{seconds:.0f} s", note=f"CV {score} honest; {on[:90]}"))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- tests and NCCL
 def cuda_tests_row() -> Row:
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"],
+    files = [str(p.relative_to(REPO)) for p in sorted((REPO / "tests").glob("test_*.py"))
+             if "mark.cuda" in p.read_text()]  # only these: the others may import what a GPU image lacks
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *files],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     summary = (done.stdout.strip().splitlines() or ["no output"])[-1].strip("= ")
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
@@ -263,7 +318,19 @@ def print_table(rows: list[Row]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="toy sizes, seconds: the same code paths")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+                        help="both loops' precision (default: the Learner's choice for the GPU)")
+    parser.add_argument("--shared", metavar="DIR", help="folder with data/ (real competition data) and weights/ "
+                        "(default: ../shared beside the checkout, else the embedded samples)")
     args = parser.parse_args(argv)
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - set(PARTS):
+        parser.error(f"--parts: unknown {sorted(parts - set(PARTS))}; choose from {', '.join(PARTS)}")
+    global SHARED, PRECISION
+    if args.shared:
+        SHARED = Path(args.shared) / "data"
+    PRECISION = args.precision
     started = time.perf_counter()
     on_gpu = torch.cuda.is_available()
     smoke = args.smoke or not on_gpu
@@ -271,18 +338,25 @@ def main(argv=None) -> int:
     sizes = SMOKE if smoke else Sizes()
     if on_gpu:
         torch.backends.cudnn.benchmark = True  # as timm's train.py: fixed shapes, fastest kernels
-        print(f"device: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}")
+        from kitbox.device import choose_precision
+
+        print(f"device: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}, "
+              f"{os.cpu_count()} CPUs; both loops in {choose_precision(PRECISION, device)}")
     else:
         print(f"no CUDA GPU on this machine (torch {torch.__version__}): running the CPU smoke of the same code paths")
         torch.set_num_threads(1)  # a shared, busy CPU: more threads only wait on each other
-    rows = [Row("pytest -m cuda", "not run", note="smoke" if smoke else "")] if smoke else [cuda_tests_row()]
-    rows += image_rows(device, sizes)
-    rows.append(loader_row(device, sizes, smoke))
-    rows.append(text_row(device, sizes))
-    rows.append(tabular_row(device, sizes))
-    if on_gpu and torch.cuda.device_count() >= 2 and not smoke:
+    rows = []
+    if "tests" in parts:
+        rows += [Row("pytest -m cuda", "not run", note="smoke")] if smoke else [cuda_tests_row()]
+    if "speed" in parts:
+        rows += [*image_rows(device, sizes), text_row(device, sizes), tabular_row(device, sizes)]
+    if "loader" in parts:
+        rows.append(loader_row(device, sizes, smoke))
+    if "quick" in parts:
+        rows += quick_rows(device, smoke)
+    if "nccl" in parts and on_gpu and torch.cuda.device_count() >= 2 and not smoke:
         rows.append(nccl_row())
-    else:
+    elif "nccl" in parts:
         rows.append(Row("NCCL, 2 processes", "not run", note=f"{torch.cuda.device_count()} GPU(s) visible"))
     print_table(rows)
     print(f"{'smoke' if smoke else 'check'} took {time.perf_counter() - started:.0f} s")

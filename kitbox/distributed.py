@@ -44,6 +44,15 @@ def init_from_env() -> bool:
     return True
 
 
+def shutdown() -> None:
+    """Leave the process group once every rank is done: a barrier first, so no rank tears its connections down
+    while another still talks over them (gloo then aborts the process: "terminate called without an active
+    exception"). A no-op outside torchrun."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
     """Average a tensor over all ranks (each rank holds the loss of its equal share of the global batch)."""
     if not is_distributed():

@@ -121,6 +121,7 @@ def recipe_config(name: str, recipe, options, *, seed: int, settings, folds: np.
         "seed": seed,
         "quick": settings.quick,
         "from_scratch": settings.from_scratch,
+        "device": settings.device,  # "cuda" or "cpu": precision and some recipes' defaults follow it
         "weights": file_identity(settings.weights),
         "n_folds": int(folds.max()) + 1,
         "folds": folds_digest(folds),

@@ -180,8 +180,9 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
     fold_ids = cv.make_folds(lambda: comp.split(loaded, n_folds, seed), len(loaded.train))
     selected = resolve_recipes(comp.recipes(), recipes)
     settings = RunSettings(quick=quick, weights=None if weights is None else str(weights),
-                           download_weights=download_weights, from_scratch=from_scratch, device=device,
-                           compile=compile, n_folds=cv.n_folds_of(fold_ids), progress=progress)
+                           download_weights=download_weights, from_scratch=from_scratch,
+                           device=_device_type(device), compile=compile, n_folds=cv.n_folds_of(fold_ids),
+                           progress=progress)
     if from_scratch:  # a recipe made for pretrained weights says in its name, folder and summary that it had none
         selected = {f"{n}_from_scratch" if r.pretrained else n: r for n, r in selected.items()}
     run_dir = Path(run_dir) if run_dir else output_dir() / "runs" / (comp.slug + ("-sample" if loaded.is_sample else ""))
@@ -199,6 +200,17 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
     for rp in plans.values():
         rp.done_before = {k for k in [*range(n_folds_run), "refit"] if cv.is_done(rp.config_dir, k)}
     return plan
+
+
+def _device_type(device: str | None) -> str:
+    """"cuda" or "cpu", settled once per run (CUDA when present): recipes' defaults and the fingerprint follow it,
+    and each torchrun rank still trains on the GPU of its local rank."""
+    from kitbox.device import choose_device
+
+    try:
+        return choose_device(device).type
+    except RuntimeError as err:  # --device cuda on a machine without one
+        raise InputError(str(err).replace("device='cpu'", "--device cpu")) from None
 
 
 def _describe_configs(plan: Plan, fresh: bool) -> None:
@@ -376,7 +388,7 @@ def run(competition, data=None, *, folds=None, n_folds: int | None = None, recip
     of folds, or fold ids to run now (a later call finishes the rest); ``n_folds`` with a list of ids. ``options``: recipe options,
     ``{"epochs": 3}`` for every recipe that has them or ``{"cnn.lr": 1e-3}`` for one.
     """
-    rank = _join_torchrun()
+    rank, joined = _join_torchrun()
     plan = prepare(competition, data, folds=folds, n_folds=n_folds, recipes=recipes, options=options, seed=seed, quick=quick,
                    weights=weights, download_weights=download_weights, from_scratch=from_scratch, device=device,
                    compile=compile, run_dir=run_dir, download=download, fresh=fresh, submit=submit_to_kaggle, progress=progress,
@@ -385,11 +397,13 @@ def run(competition, data=None, *, folds=None, n_folds: int | None = None, recip
         raise InputError("--ray runs whole folds as tasks; do not combine it with torchrun")
     results = train(plan, ray, ray_cpus, ray_gpus)
     if rank:
+        _leave_torchrun(joined)  # waits there while rank 0 blends and writes
         return Report(plan.competition.slug, plan.metric.name, plan.metric.greater_is_better, {}, plan.run_dir)
     complete = all(res.complete for res in results.values())
     report = write(plan, results, blend(plan, results) if complete else None, out)
     if submit_to_kaggle and report.complete:
         submit(plan, report, message)
+    _leave_torchrun(joined)
     return report
 
 
@@ -405,11 +419,21 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _join_torchrun() -> int:
-    """Under ``torchrun`` join the process group and return this process's rank; 0 in a plain run."""
+def _join_torchrun() -> tuple[int, bool]:
+    """Under ``torchrun`` join the process group: (this process's rank, whether this call created the group);
+    (0, False) in a plain run."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0
+        return 0, False
     from kitbox import distributed
 
+    created = not distributed.is_distributed()
     distributed.init_from_env()
-    return distributed.rank()
+    return distributed.rank(), created
+
+
+def _leave_torchrun(joined: bool) -> None:
+    """Leave the process group this run created (one the caller made stays theirs)."""
+    if joined:
+        from kitbox import distributed
+
+        distributed.shutdown()

@@ -105,8 +105,7 @@ def main(out_path: str, mode: str = "tensor") -> None:
     result = {"tensor": tensor_run, "images": image_run, "text": text_run}[mode]()
     if distributed.is_main():
         np.savez(out_path, world=distributed.world_size(), **result)
-    if distributed.is_distributed():
-        torch.distributed.destroy_process_group()
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -169,3 +169,64 @@ def test_on_a_gpu_auto_precision_trains_and_lr_find_restores_the_cuda_rng_and_sc
         assert torch.equal(torch.cuda.get_rng_state(), cuda_rng)
         assert (learn.scaler.get_scale() if learn.scaler.is_enabled() else None) == scale
         assert np.isfinite(learn.recorder["loss"]).all()
+
+
+def test_a_run_settles_its_device_once_and_trains_cpu_and_gpu_configs_apart(fake_gpu, monkeypatch):
+    from kitbox import fingerprint, pipeline
+    from kitbox.competition import RunSettings
+    from kitbox.errors import InputError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pipeline._device_type(None) == "cpu"
+    with pytest.raises(InputError, match="no CUDA GPU.*--device cpu"):
+        pipeline._device_type("cuda")
+    fake_gpu()
+    assert pipeline._device_type(None) == "cuda" and pipeline._device_type("cpu") == "cpu"
+
+    recipe = pipeline.Recipe(fn=conv_net)
+    configs = [fingerprint.recipe_config("r", recipe, None, seed=0, settings=RunSettings(device=d),
+                                         folds=np.zeros(4, int), data={}, adapter=object(), needs={}, refit=False)
+               for d in ("cpu", "cuda")]
+    assert fingerprint.digest(configs[0]) != fingerprint.digest(configs[1])
+    assert fingerprint.differences(configs[0], configs[1]) == ["device: 'cpu' -> 'cuda'"]
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_on_a_gpu_the_entity_embedding_net_follows_the_cpus_losses():
+    """The tabular network on CUDA (fp32, TF32 off) takes the CPU's steps: same batches, same losses to float
+    tolerance; under bf16 autocast it still learns."""
+    from kitbox.tabular.model import TabularModel
+
+    g = torch.Generator().manual_seed(0)
+    x_cat = torch.stack([torch.randint(0, c, (2048,), generator=g) for c in (50, 7, 12)], 1)
+    x_cont = torch.randn(2048, 4, generator=g)
+    y = (x_cont[:, :1] * 0.5 + (x_cat[:, :1] % 3).float() * 0.3).float()
+    losses, tf32 = {}, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 matmuls as the CPU does them
+    for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "auto")):
+        torch.manual_seed(0)
+        model = TabularModel([50, 7, 12], 4, layers=(64, 32), ps=(0.0, 0.0), emb_drop=0.0)
+        learn = Learner(model, TensorLoader(x_cat, x_cont, y, batch_size=256, shuffle=True, seed=0),
+                        task=Task("regression"), device=device, precision=precision, progress=False)
+        learn.fit_one_cycle(2, 1e-2)
+        losses[device, precision] = np.array(learn.recorder["loss"])
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    np.testing.assert_allclose(losses["cuda", "fp32"], losses["cpu", "fp32"], rtol=1e-3, atol=1e-5)
+    assert losses["cuda", "auto"][-4:].mean() < 0.5 * losses["cuda", "auto"][:4].mean()
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_on_a_gpu_sentence_vectors_match_the_cpus():
+    """MiniLM's sentence vectors computed on the GPU are the CPU's (the text recipes cache them per run)."""
+    transformer = pytest.importorskip("kitbox.text.transformer")
+    try:
+        tokenizer, backbone = transformer.load_pretrained()
+    except ImportError as err:
+        pytest.skip(str(err))
+    texts = ["Forest fire near La Ronge Sask. Canada", "I love fruits", "Our Deeds are the Reason of this #earthquake"]
+    cpu = transformer.sentence_embeddings(tokenizer, backbone, texts, device="cpu")
+    gpu = transformer.sentence_embeddings(tokenizer, backbone, texts, device="cuda")
+    assert gpu.dtype == np.float32 and gpu.shape == cpu.shape
+    assert (np.sum(cpu * gpu, axis=1) > 0.999).all()  # unit vectors: cosine similarity

@@ -317,3 +317,30 @@ def test_calibration_of_float32_certainties_stays_finite():
     losses = cal.report(p, None, y)
     assert np.isfinite(losses["calibration_loss_plain"])
     assert losses["calibration_loss"] < losses["calibration_loss_plain"]
+
+
+@pytest.mark.parametrize("device, sample, given, expected", [
+    ("cuda", False, "auto", [112, 224]),  # a GPU trains every layer, growing to full size
+    ("cuda", True, "auto", [64, 128]),
+    ("cpu", False, "auto", []),  # a CPU keeps the head on cached features
+    ("cpu", False, "96,160", [96, 160]),  # what the user sets wins on either device
+    ("cuda", False, "", []),
+])
+def test_the_cnn_fine_tunes_every_layer_by_default_on_a_gpu_only(device, sample, given, expected):
+    from types import SimpleNamespace
+
+    from kitbox.recipes.vision import _ft_sizes
+
+    ctx = SimpleNamespace(options=CNNOptions(ft_sizes=given), settings=RunSettings(device=device),
+                          data=SimpleNamespace(is_sample=sample), quick=False)
+    assert _ft_sizes(ctx) == expected
+
+
+def test_the_cnn_loader_workers_follow_the_device_unless_set(monkeypatch):
+    from kitbox.vision import data as vision_data
+
+    assert CNNOptions().workers is None
+    monkeypatch.setattr(vision_data, "_usable_cores", lambda: 4)  # Kaggle's GPU notebook
+    assert vision_data.loader_settings("cuda", CNNOptions().workers)["num_workers"] == 3
+    assert vision_data.loader_settings("cpu", CNNOptions().workers)["num_workers"] == 0
+    assert vision_data.loader_settings("cuda", 1)["num_workers"] == 1

@@ -44,13 +44,14 @@ class CNNOptions:
     size: int | None = None  # features and prediction side; None: 224 (128 on the embedded sample)
     head_epochs: int | None = None  # None: enough for ~300 optimizer steps, at least 8 (~100, 3 with --quick)
     lr: float | None = None  # head LR; None: lr_find's valley (from scratch: 3e-3)
-    ft_sizes: str = ""  # unfrozen phase, one SGDR cycle per size ("128,224"); "": head only (from scratch: size x3)
+    ft_sizes: str = "auto"  # unfrozen phase, one SGDR cycle per size ("128,224"); "": head only (from scratch:
+    #                         size x3); "auto": on a GPU progressive resizing to full size (size/2, size), on the CPU ""
     ft_lr: float | None = None  # unfrozen LR of the last group; None: head LR / 10 (from scratch: the head LR)
     calib_frac: float = 0.15  # unfrozen phase: training rows held out to calibrate on (the head uses inner CV)
     tta: int = 2  # augmented TTA passes after the unfrozen phase (the head's is the cached mirrored view)
     bs: int = 32  # batch size of the unfrozen phase
     ps: float = 0.25  # dropout before the classifier
-    workers: int = 0  # DataLoader workers of the unfrozen phase
+    workers: int | None = None  # DataLoader workers of the unfrozen phase; None: 0 on the CPU, cores - 1 on a GPU
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,10 @@ def _views(model, size: int) -> dict:
     return {"plain": valid_tfms(size, norm), "flip": flip_tfms(size, norm)}
 
 
-def _cached(model, items, transform, cache_dir: Path, view: str):
+def _cached(model, items, transform, cache_dir: Path, view: str, device: str | None):
     from kitbox.vision.features import cached_features
 
-    return cached_features(model, items, transform, cache_dir, view)
+    return cached_features(model, items, transform, cache_dir, view, device=device)
 
 
 def _head_fit(model, views: list, y, task, epochs: int, lr: float | None, seed: int, run_dir: Path | None):
@@ -337,7 +338,8 @@ def probe_features(data, archs: list[str], size: int, settings, cache_dir: Path)
         sources.append(_weights_text(arch, model))
         views = _views(model, size)
         for images, blocks in ((data.train_images, blocks_train), (data.test_images, blocks_test)):
-            feats = [_cached(model, images, t, cache_dir, f"{arch}-{v}{size}").numpy() for v, t in views.items()]
+            feats = [_cached(model, images, t, cache_dir, f"{arch}-{v}{size}", settings.device).numpy()
+                     for v, t in views.items()]
             blocks.append(np.mean(feats, axis=0))
     return blocks_train, blocks_test, sources
 
@@ -486,7 +488,7 @@ def _head_features(ctx: FoldContext, model) -> dict:
     """{view: (train features, test features)} of the plain and mirrored views, cached for every fold."""
     size, data, cache = _size(ctx, ctx.options), ctx.data, ctx.cache_dir / "features"
     arch = _archs(ctx.options)[0]
-    return {v: tuple(_cached(model, images, t, cache, f"{arch}-{v}{size}")
+    return {v: tuple(_cached(model, images, t, cache, f"{arch}-{v}{size}", ctx.settings.device)
                      for images in (data.train_images, data.test_images))
             for v, t in _views(model, size).items()}
 
@@ -501,7 +503,11 @@ def _calibration_rows(ctx: FoldContext) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ft_sizes(ctx: FoldContext) -> list[int]:
-    sizes = [int(s) for s in ctx.options.ft_sizes.split(",") if s.strip()]
+    given = ctx.options.ft_sizes.strip()
+    if given == "auto":  # a GPU trains every layer at full size in minutes; a CPU would take hours
+        full = _size(ctx, ctx.options)
+        given = f"{full // 2},{full}" if ctx.settings.device == "cuda" else ""
+    sizes = [int(s) for s in given.split(",") if s.strip()]
     if ctx.settings.from_scratch and not sizes:  # random features are useless frozen: every layer must learn
         sizes = [_size(ctx, ctx.options)] * (1 if ctx.quick else 3)
     return sizes

@@ -46,7 +46,9 @@ def load_pretrained(path: str | Path | None = None):
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-    return tokenizer, backbone
+    # fp32 weights to train, also from a half-precision checkpoint (a Kaggle dataset saved in fp16): the optimizer
+    # needs them; autocast brings the GPU speed
+    return tokenizer, backbone.float()
 
 
 def encode_texts(tokenizer, texts, max_length: int = 128, stats: TextStats | None = None) -> list[list[int]]:
