@@ -24,7 +24,7 @@ def sample(comp):
 
 def test_sample_loads_as_ten_classes_of_28x28_pixels(comp, sample):
     assert sample.is_sample and comp.metric.name == "accuracy" and sample.task == "multiclass"
-    assert sample.classes == list(range(10)) and list(comp.recipes()) == ["small_cnn"]
+    assert sample.classes == list(range(10)) and list(comp.recipes()) == ["small_cnn", "small_cnn_wide"]
     assert sample.train_images.pixels.shape == (len(sample.train), 28, 28)
     assert sample.test_images.pixels.shape == (len(sample.test), 28, 28)
     np.testing.assert_array_equal(comp.targets(sample), sample.train["label"].to_numpy())

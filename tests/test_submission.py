@@ -114,3 +114,26 @@ def test_integer_placeholders_only_force_integers_for_label_metrics(tmp_path):
     with pytest.raises(SubmissionError, match="whole numbers"):
         check_submission(sub, sample, **rules_for_metric("accuracy", sample))
     assert rules_for_metric("log_loss", sample) == {"ranges": {"Sales": (0.0, 1.0)}}
+
+
+def test_a_valid_but_constant_submission_is_flagged_and_a_varied_one_is_not(tmp_path):
+    """One value on every row passes the check, yet usually means the ids did not match or the models learned
+    nothing: the summary says so, and names the sample's placeholder when that is what was written."""
+    from types import SimpleNamespace
+
+    from kitbox.submission import degenerate_warnings
+
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("id,target\n0001,0\n0002,0\n0003,0\n")
+    data = SimpleNamespace(sample_path=sample)
+    for text, expected in (("id,target\n0001,0\n0002,0\n0003,0\n", ["'0'", "placeholder"]),
+                           ("id,target\n0001,1\n0002,1\n0003,1\n", ["'1'"]),
+                           ("id,target\n0001,0\n0002,1\n0003,0\n", [])):
+        sub = tmp_path / "sub.csv"
+        sub.write_text(text)
+        warnings = degenerate_warnings(sub, data, "f1", {})
+        assert len(warnings) == (1 if expected else 0)
+        assert all(word in warnings[0] for word in expected) if expected else True
+        if expected and "placeholder" not in expected:
+            assert "placeholder" not in warnings[0]
+    assert any("ranks" in w for w in degenerate_warnings(sub, data, "auc", {}))
