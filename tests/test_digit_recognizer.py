@@ -60,3 +60,18 @@ def test_full_data_loads(comp):
     data = comp.load(shared_path("data", "digit-recognizer"))
     assert not data.is_sample and len(data.train) == 8000 and len(data.test) == len(data.sample_submission)
     assert set(comp.targets(data)) == set(range(10))
+
+
+def test_digits_held_on_the_device_learn_as_well_as_through_the_dataloader(tmp_path):
+    """device_loader=on (the default on a GPU: pixels on the device, affine augmentation per batch there) trains the
+    same recipe to the same level as albumentations through a DataLoader (the CPU default); a bad value is refused."""
+    scores = {}
+    for mode in ("off", "on"):
+        report = kitbox.run("digits", None, n_folds=2, recipes="small_cnn",
+                            options={"epochs": 6, "tta": 1, "device_loader": mode}, run_dir=tmp_path / mode,
+                            out=tmp_path / f"{mode}.csv", progress=False, log=lambda *a: None)
+        scores[mode] = report.recipes["small_cnn"]["oof"]
+    assert scores["on"] > 0.6 and abs(scores["on"] - scores["off"]) < 0.08, scores
+    with pytest.raises(InputError, match="device_loader.*'auto', 'on' or 'off'"):
+        kitbox.run("digits", None, n_folds=2, recipes="small_cnn", options={"epochs": 1, "device_loader": "gpu"},
+                   run_dir=tmp_path / "bad", out=tmp_path / "bad.csv", progress=False, log=lambda *a: None)

@@ -64,6 +64,8 @@ class SmallCNNOptions:
     ps: float = 0.25  # dropout before the classifier
     tta: int = 4  # shifted / rotated TTA views
     beta: float = 0.4  # weight of the plain pass in TTA
+    device_loader: str = "auto"  # "on": pixels held and augmented on the model's device a batch at a time (airbench);
+    #                              "off": DataLoader with albumentations; "auto": on with a GPU, off on the CPU
 
 
 # ---------------------------------------------------------------------------------------------- kitbox.vision calls
@@ -563,6 +565,8 @@ def cnn(ctx: FoldContext) -> FoldPredictions:
 
 
 def small_cnn_preflight(data, settings, options) -> None:
+    if options.device_loader not in ("auto", "on", "off"):
+        raise InputError(f"small_cnn.device_loader: 'auto', 'on' or 'off', got {options.device_loader!r}")
     images = data.train_images
     if images is None or getattr(images, "pixels", None) is None:
         raise InputError("small_cnn trains on pixel arrays (a CSV of pixel columns: set pixel_prefix in the adapter, "
@@ -575,7 +579,25 @@ def _pixel_norm(pixels: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std() + 1e-6)
 
 
-def _small_cnn_learner(ctx: FoldContext, pipes: dict, task):
+def _pixel_loaders(ctx: FoldContext, pipes: dict, bs: int, dtype, norm: tuple[float, float]):
+    """(train, valid) loaders of the fold's pixel images: on the model's device with per-batch affine augmentation
+    (``device_loader``; the default on a GPU), else DataLoaders through the albumentations pipelines."""
+    from kitbox.vision.data import DeviceImageLoader
+
+    opts, images = ctx.options, ctx.data.train_images
+    train_items = _with_labels(images, ctx.train_idx, ctx.y)
+    valid_items = _with_labels(images, ctx.valid_idx, ctx.y)
+    if opts.device_loader == "off" or (opts.device_loader == "auto" and ctx.settings.device != "cuda"):
+        return (_loader(train_items, pipes["train"], bs, ctx.seed, dtype, train=True),
+                _loader(valid_items, pipes["plain"], 512, None, dtype))
+    mean, std = (norm[0],), (norm[1],)
+    device = ctx.settings.device or None
+    return (DeviceImageLoader(train_items, bs, shuffle=True, seed=ctx.seed, device=device, augment=True, mean=mean,
+                              std=std, drop_last=True, target_dtype=dtype),
+            DeviceImageLoader(valid_items, 512, device=device, mean=mean, std=std, target_dtype=dtype))
+
+
+def _small_cnn_learner(ctx: FoldContext, pipes: dict, task, norm: tuple[float, float]):
     """SmallConvNet and its Learner over the fold's pixel images: batches sized to the data, seeded."""
     import torch
 
@@ -583,9 +605,7 @@ def _small_cnn_learner(ctx: FoldContext, pipes: dict, task):
 
     opts, images, tr = ctx.options, ctx.data.train_images, ctx.train_idx
     bs = int(opts.bs or np.clip(len(tr) // 20, 32, 128))  # small data: smaller batches, enough optimizer steps
-    dtype = _target_dtype(task.kind)
-    train_dl = _loader(_with_labels(images, tr, ctx.y), pipes["train"], bs, ctx.seed, dtype, train=True)
-    valid_dl = _loader(_with_labels(images, ctx.valid_idx, ctx.y), pipes["plain"], 512, None, dtype)
+    train_dl, valid_dl = _pixel_loaders(ctx, pipes, bs, _target_dtype(task.kind), norm)
     torch.manual_seed(ctx.seed)
     in_chans = 1 if images.pixels.ndim == 3 else images.pixels.shape[3]
     model = _small_convnet(task.n_out, in_chans, tuple(int(w) for w in opts.widths.split(",")), opts.ps)
@@ -601,7 +621,7 @@ def small_cnn(ctx: FoldContext) -> FoldPredictions:
     pixels = data.train_images.pixels
     mean, std = _pixel_norm(pixels[ctx.train_idx])
     pipes = _digit_pipelines(mean, std, pixels.shape[1], opts.tta, ctx.seed)
-    learn = _small_cnn_learner(ctx, pipes, task)
+    learn = _small_cnn_learner(ctx, pipes, task, (mean, std))
     epochs = int(opts.epochs or (2 if ctx.quick else np.clip(52_000 // len(ctx.train_idx), 4, 15)))
     lr = opts.lr
     if opts.find_lr:  # the valley of a short range test is noisy: keep it sane
