@@ -101,3 +101,14 @@ def test_the_pipeline_runs_by_slug_on_the_sample(tmp_path):
     sub = pd.read_csv(report.submission, dtype=str)
     assert list(sub.columns) == ["id", "target"] and set(sub["target"]) <= {"0", "1"}
     assert "honest" in report.summary()
+
+
+def test_the_summary_scores_every_recipe_at_the_submissions_cut_and_says_where_it_ran(tmp_path):
+    """Each recipe's F1 is printed at the cut the submission uses (not only at 0.5), beside the device note."""
+    report = kitbox.run("disaster-tweets", None, n_folds=2, recipes="tfidf", run_dir=tmp_path / "run",
+                        out=tmp_path / "sub.csv", progress=False, log=lambda *a: None)
+    text = report.summary()
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("tfidf"))
+    cut_score = float(line.split("at the submission's decision")[1].split()[0])
+    assert 0 < cut_score <= 1 and "decided on OOF: cut" in text
+    assert "note: device: cpu, fp32" in text and report.submission.exists()

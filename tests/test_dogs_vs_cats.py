@@ -59,6 +59,8 @@ def test_an_unreadable_test_photo_gets_the_prior_and_is_named(comp, tmp_path):
                         weights=shared_path(*WEIGHTS), run_dir=tmp_path / "run", out=tmp_path / "sub.csv",
                         progress=False, log=lambda *a: None)
     assert any("152.jpg" in note for note in report.notes), report.notes
+    weights_file = str(shared_path(*WEIGHTS))  # the summary says where the pretrained weights came from
+    assert any(n.startswith("linear_probe: pretrained weights from") and weights_file in n for n in report.notes)
     sub = pd.read_csv(report.submission, dtype={"id": str}).set_index("id")["label"]
     assert len(sub) == 50 and abs(sub["152"] - 0.5) < 0.2  # the prior, between the classes
     assert sub.drop("152").std() > 0.1  # the others are predictions
