@@ -37,7 +37,7 @@ from kitbox.learner import Learner  # noqa: E402
 from kitbox.tasks import Task  # noqa: E402
 
 SAMPLES = REPO / "competitions" / "samples"
-SHARED = Path(os.environ.get("KITBOX_SHARED", REPO.parent / "shared")) / "data"  # --shared sets it
+SHARED = REPO.parent / "shared" / "data"  # --shared DIR sets DIR/data
 PARTS = ("tests", "speed", "loader", "quick", "nccl")
 KAGGLE_WORKERS = 3  # a Kaggle GPU notebook has 4 CPU cores: loader_settings leaves one to the training process
 

@@ -171,11 +171,13 @@ def _image_pipelines(model, size: int, n_tta: int, seed: int) -> dict:
             "tta": tta_tfms(size, norm, n=n_tta, seed=seed) if n_tta else [], "plain": valid_tfms(size, norm)}
 
 
-def _loader(items, transform, bs: int, seed: int | None, target_dtype=None, train: bool = False, workers: int = 0):
+def _loader(items, transform, bs: int, seed: int | None, device: str | None, target_dtype=None, train: bool = False,
+            workers: int | None = None):
+    """image_loader for the run's device: its workers and pinned memory follow that device unless ``workers``."""
     from kitbox.vision.data import image_loader
 
     return image_loader(items, transform, batch_size=bs, shuffle=train, seed=seed, target_dtype=target_dtype,
-                        drop_last=train, num_workers=workers)
+                        drop_last=train, num_workers=workers, device=device)
 
 
 def _unfrozen(model, train_dl, valid_dl, task, seed: int, run_dir: Path, learner_options: dict):
@@ -525,10 +527,11 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
     pipes = _image_pipelines(model, sizes[-1], opts.tta, ctx.seed)
     dtype = _target_dtype(task.kind)
     bs = min(opts.bs, len(fit_idx))  # a tiny training set still makes one batch
+    device = ctx.settings.device
     train_dl = _loader(_with_labels(data.train_images, fit_idx, ctx.y), pipes["train"](sizes[0]), bs, ctx.seed,
-                       dtype, train=True, workers=opts.workers)
+                       device, dtype, train=True, workers=opts.workers)
     calib_items = _with_labels(data.train_images, calib_idx, ctx.y)
-    learn = _unfrozen(model, train_dl, _loader(calib_items, pipes["valid"](sizes[0]), 64, None, dtype), task,
+    learn = _unfrozen(model, train_dl, _loader(calib_items, pipes["valid"](sizes[0]), 64, None, device, dtype), task,
                       ctx.seed, ctx.fold_dir / "unfrozen", ctx.learner_options())
     # pretrained: early layers move 100x slower than the head; from scratch every layer learns alike
     group_lr = ft_lr if scratch else slice(ft_lr / 100, ft_lr)
@@ -587,11 +590,11 @@ def _pixel_loaders(ctx: FoldContext, pipes: dict, bs: int, dtype, norm: tuple[fl
     opts, images = ctx.options, ctx.data.train_images
     train_items = _with_labels(images, ctx.train_idx, ctx.y)
     valid_items = _with_labels(images, ctx.valid_idx, ctx.y)
-    if opts.device_loader == "off" or (opts.device_loader == "auto" and ctx.settings.device != "cuda"):
-        return (_loader(train_items, pipes["train"], bs, ctx.seed, dtype, train=True),
-                _loader(valid_items, pipes["plain"], 512, None, dtype))
+    device = ctx.settings.device
+    if opts.device_loader == "off" or (opts.device_loader == "auto" and device != "cuda"):
+        return (_loader(train_items, pipes["train"], bs, ctx.seed, device, dtype, train=True),
+                _loader(valid_items, pipes["plain"], 512, None, device, dtype))
     mean, std = (norm[0],), (norm[1],)
-    device = ctx.settings.device or None
     return (DeviceImageLoader(train_items, bs, shuffle=True, seed=ctx.seed, device=device, augment=True, mean=mean,
                               std=std, drop_last=True, target_dtype=dtype),
             DeviceImageLoader(valid_items, 512, device=device, mean=mean, std=std, target_dtype=dtype))
