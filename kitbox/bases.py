@@ -235,8 +235,17 @@ class TableCompetition(Competition):
 
     # ------------------------------------------------------------------------------------ decisions
     @property
-    def blend_metric_name(self) -> str:  # labels cut from probabilities: blend for the score at the tuned cut
-        return "f1_best_cut" if self.metric_name == "f1" else self.metric_name
+    def blend_metric_name(self) -> str:
+        """What the blend weights are chosen by. F1: the score at the tuned cut (the labels' own score). Another
+        label metric on one label (accuracy, kappa...): log loss. On a few thousand rows accuracy is a step
+        function of the weights, so Caruana's picks on it follow a handful of rows; log loss is smooth and scores
+        the same probabilities the labels come from (Digit Recognizer, 5 seeds: 99.318 +- 0.052 % honest against
+        99.285 +- 0.070 % for weights chosen on accuracy)."""
+        if self.metric_name == "f1":
+            return "f1_best_cut"
+        if self._scores_labels() and getattr(self, "loaded_task", self.task) in ("binary", "multiclass"):
+            return "log_loss"
+        return self.metric_name
 
     def _scores_labels(self) -> bool:
         return _metric_kind(self.metric) == "label"

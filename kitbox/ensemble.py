@@ -115,7 +115,7 @@ class FittedBlend:
     (a level-2 linear model on the recipes' OOF predictions) when that scored better on held-out rows."""
 
     method: str  # "caruana" or "stack"
-    weights: dict[str, float]
+    weights: dict[str, float]  # Caruana's weights; for the stacker, each recipe's share of its coefficients
     rank: bool = False
     stacker: object = None
     task: str | None = None
@@ -162,9 +162,21 @@ def _stack_predict(stacker, preds: dict[str, np.ndarray], task: str | None) -> n
     return stacker.predict(x)
 
 
+def stack_shares(stacker, preds: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each recipe's share of the stacker's absolute coefficients (on standardised logits for classification, so
+    comparable): what the summary shows as its weight; 0 for a recipe the stacker ignores."""
+    models = stacker if isinstance(stacker, list) else [stacker]
+    coef = sum(np.abs(np.atleast_2d(getattr(m, "steps", [(None, m)])[-1][1].coef_)).sum(0) for m in models)
+    widths = [int(np.prod(np.shape(p)[1:], dtype=np.int64)) for p in preds.values()]
+    per = np.add.reduceat(coef, np.cumsum([0] + widths[:-1]))
+    total = per.sum()
+    return {n: float(v / total) if total > 0 else 1.0 / len(preds) for n, v in zip(preds, per)}
+
+
 def _fit_one(method: str, oofs, y_true, metric, rank: bool, task) -> FittedBlend:
     if method == "stack":
-        return FittedBlend("stack", {n: 1.0 / len(oofs) for n in oofs}, rank, _fit_stacker(oofs, y_true, task), task)
+        stacker = _fit_stacker(oofs, y_true, task)
+        return FittedBlend("stack", stack_shares(stacker, oofs), rank, stacker, task)
     return FittedBlend("caruana", caruana(oofs, y_true, metric, rank=rank).weights, rank, task=task)
 
 

@@ -41,12 +41,12 @@ def summary_text(report) -> str:
         if blend.get("method") == "stack":
             held = blend.get("held_out", {})
             how = (f"stacked by a linear model on OOF (held out: stack {held.get('stack', float('nan')):.5f} vs "
-                   f"Caruana {held.get('caruana', float('nan')):.5f})")
-            unused = []
+                   f"Caruana {held.get('caruana', float('nan')):.5f}); weights: {weights} (shares of its coefficients)")
         lines.append(f"  {'blend':22s} OOF {blend['score']:.5f} (chosen on these rows{by})   "
                      f"honest {blend['score_honest']:.5f} (chosen on the other folds)   {how}")
         if unused:
-            lines.append(f"  no blend weight: {', '.join(unused)} (did not improve the blend on OOF)")
+            why = "the stacker gave it no coefficient" if blend.get("method") == "stack" else "did not improve the blend on OOF"
+            lines.append(f"  no blend weight: {', '.join(unused)} ({why})")
         if blend.get("decided"):
             lines.append(f"  decided on OOF: {_decided_text(blend['decided'])}")
         test_from = {r.get("test_from") for r in report.recipes.values()}

@@ -175,6 +175,37 @@ def test_the_cut_and_the_blend_are_scored_on_folds_they_were_not_chosen_on(tmp_p
     assert blend["score_honest"] == pytest.approx(f1(y, honest))
 
 
+@recipe()
+def sk_timid(ctx):
+    """sk_model's classes said with about 28 % confidence, right or wrong: the same labels, badly calibrated."""
+    pred = sk_model(ctx)
+    timid = lambda p: 0.2 * (p == p.max(1, keepdims=True)) + 0.8 / p.shape[1]
+    return FoldPredictions(oof=timid(pred.oof), test=timid(pred.test))
+
+
+def test_a_label_metric_on_one_label_chooses_blend_weights_by_log_loss(tmp_path):
+    """Accuracy cannot tell two recipes with the same labels apart (Caruana on it keeps the first one listed, the
+    timid one); log loss prefers the calibrated one. F1 keeps its blend at the tuned cut."""
+    data = write_digits(tmp_path / "d")
+    comp = digits_comp(metric_name="accuracy", recipes=lambda self: {"timid": sk_timid, "sk": sk_model})
+    report, _ = run(comp, data, tmp_path)
+    blend = report.blend
+    assert blend["metric"] == "log_loss" and "weights chosen for log_loss" in report.summary()
+    from kitbox import ensemble
+
+    y, oofs = comp.targets(comp.load(data)), {}
+    for name in ("timid", "sk"):
+        folder = next(p for p in (tmp_path / "runs" / "x" / name).iterdir() if p.is_dir())
+        oofs[name] = np.zeros((len(y), 10))
+        for k in range(3):
+            oofs[name][np.load(folder / f"fold{k}" / "valid_idx.npy")] = np.load(folder / f"fold{k}" / "oof.npy")
+    assert ensemble.caruana(oofs, y, comp.blend_metric).weights == {"timid": 0.0, "sk": 1.0}
+    assert ensemble.caruana(oofs, y, "accuracy").weights == {"timid": 1.0, "sk": 0.0}  # what accuracy would keep
+    assert report.metric == "accuracy" and blend["score"] >= report.recipes["sk"]["oof"] > 0.9  # scored by accuracy
+    assert digits_comp(metric_name="f1").blend_metric.name == "f1_best_cut"
+    assert digits_comp(metric_name="rmse").blend_metric.name == "rmse"
+
+
 def test_map_at_k_submits_the_k_likeliest_classes_best_first(tmp_path):
     data = write_digits(tmp_path / "d")
     report, sub = run(digits_comp(metric_name="map@3"), data, tmp_path)

@@ -113,3 +113,29 @@ def test_blending_by_the_tuned_cut_f1_keeps_a_model_that_only_helps_after_the_cu
     blended = ensemble.blend({"a": a, "b": b}, found.weights)
     assert found.weights["b"] > 0.2 and found.score == pytest.approx(best_f1_cut(y, blended)[1])
     assert found.score > max(best_f1_cut(y, a)[1], best_f1_cut(y, b)[1]) + 0.01
+
+
+def test_the_stacker_replaces_caruana_only_when_it_scores_better_on_held_out_folds():
+    """An underconfident model (logits x 0.2): a weighted mean cannot sharpen it, a level-2 logistic can. The stacker
+    is kept because it won on folds it was not fitted on, and each recipe's weight is its share of the coefficients."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 3000)
+    signal = (2 * y - 1) + rng.normal(0, 1, 3000)
+    oofs = {"timid": 1 / (1 + np.exp(-0.2 * signal)), "noise": rng.random(3000)}
+    fitted = ensemble.fit_blend(oofs, y, "log_loss", task="binary", groups=np.arange(3000) % 5)
+    assert fitted.method == "stack" and fitted.held_out["stack"] < fitted.held_out["caruana"] - 0.05
+    assert fitted.weights["timid"] > 0.9 and sum(fitted.weights.values()) == pytest.approx(1.0)
+    assert get_metric("log_loss")(y, ensemble.apply_blend(fitted, oofs)) < get_metric("log_loss")(y, oofs["timid"])
+
+    well = {"a": 1 / (1 + np.exp(-signal)), "b": 1 / (1 + np.exp(-signal - rng.normal(0, 1, 3000)))}
+    fitted = ensemble.fit_blend(well, y, "auc", task="binary", groups=np.arange(3000) % 5, rank=True)
+    held = fitted.held_out
+    assert fitted.method == ("stack" if held["stack"] > held["caruana"] else "caruana")
+
+
+def test_a_regression_stacker_gives_a_recipe_that_only_hurts_no_share():
+    rng = np.random.default_rng(1)
+    y = rng.normal(10, 2, 2000)
+    preds = {"good": y + rng.normal(0, 1, 2000), "anti": 20 - y + rng.normal(0, 1, 2000)}
+    stacker = ensemble._fit_stacker(preds, y, "regression")
+    assert ensemble.stack_shares(stacker, preds) == {"good": 1.0, "anti": 0.0}  # coefficients are kept >= 0
