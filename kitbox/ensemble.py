@@ -165,8 +165,9 @@ def _stack_predict(stacker, preds: dict[str, np.ndarray], task: str | None) -> n
 def stack_shares(stacker, preds: dict[str, np.ndarray]) -> dict[str, float]:
     """Each recipe's share of the stacker's absolute coefficients (on standardised logits for classification, so
     comparable): what the summary shows as its weight; 0 for a recipe the stacker ignores."""
-    models = stacker if isinstance(stacker, list) else [stacker]
-    coef = sum(np.abs(np.atleast_2d(getattr(m, "steps", [(None, m)])[-1][1].coef_)).sum(0) for m in models)
+    models = stacker if isinstance(stacker, list) else [stacker]  # multi-label: one logistic per label
+    linear = [m[-1] if hasattr(m, "steps") else m for m in models]  # the model after the scaler of a pipeline
+    coef = sum(np.abs(np.atleast_2d(m.coef_)).sum(0) for m in linear)
     widths = [int(np.prod(np.shape(p)[1:], dtype=np.int64)) for p in preds.values()]
     per = np.add.reduceat(coef, np.cumsum([0] + widths[:-1]))
     total = per.sum()

@@ -38,14 +38,15 @@ def summary_text(report) -> str:
         unused = [n for n, w in blend["weights"].items() if w <= 0]
         by = "" if blend["metric"] == report.metric else f", weights chosen for {blend['metric']}"
         how = f"weights: {weights}"
-        if blend.get("method") == "stack":
+        stacked = blend.get("method") == "stack"
+        if stacked:
             held = blend.get("held_out", {})
             how = (f"stacked by a linear model on OOF (held out: stack {held.get('stack', float('nan')):.5f} vs "
                    f"Caruana {held.get('caruana', float('nan')):.5f}); weights: {weights} (shares of its coefficients)")
         lines.append(f"  {'blend':22s} OOF {blend['score']:.5f} (chosen on these rows{by})   "
                      f"honest {blend['score_honest']:.5f} (chosen on the other folds)   {how}")
         if unused:
-            why = "the stacker gave it no coefficient" if blend.get("method") == "stack" else "did not improve the blend on OOF"
+            why = "the stacker gave it no coefficient" if stacked else "did not improve the blend on OOF"
             lines.append(f"  no blend weight: {', '.join(unused)} ({why})")
         if blend.get("decided"):
             lines.append(f"  decided on OOF: {_decided_text(blend['decided'])}")

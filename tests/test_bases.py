@@ -186,21 +186,18 @@ def sk_timid(ctx):
 def test_a_label_metric_on_one_label_chooses_blend_weights_by_log_loss(tmp_path):
     """Accuracy cannot tell two recipes with the same labels apart (Caruana on it keeps the first one listed, the
     timid one); log loss prefers the calibrated one. F1 keeps its blend at the tuned cut."""
-    data = write_digits(tmp_path / "d")
-    comp = digits_comp(metric_name="accuracy", recipes=lambda self: {"timid": sk_timid, "sk": sk_model})
-    report, _ = run(comp, data, tmp_path)
-    blend = report.blend
-    assert blend["metric"] == "log_loss" and "weights chosen for log_loss" in report.summary()
     from kitbox import ensemble
 
-    y, oofs = comp.targets(comp.load(data)), {}
-    for name in ("timid", "sk"):
-        folder = next(p for p in (tmp_path / "runs" / "x" / name).iterdir() if p.is_dir())
-        oofs[name] = np.zeros((len(y), 10))
-        for k in range(3):
-            oofs[name][np.load(folder / f"fold{k}" / "valid_idx.npy")] = np.load(folder / f"fold{k}" / "oof.npy")
-    assert ensemble.caruana(oofs, y, comp.blend_metric).weights == {"timid": 0.0, "sk": 1.0}
-    assert ensemble.caruana(oofs, y, "accuracy").weights == {"timid": 1.0, "sk": 0.0}  # what accuracy would keep
+    comp = digits_comp(metric_name="accuracy", recipes=lambda self: {"timid": sk_timid, "sk": sk_model})
+    data = write_digits(tmp_path / "d")
+    plan = kitbox.prepare(comp, data, run_dir=tmp_path / "r", progress=False, log=lambda *_: None)
+    results = kitbox.train(plan)
+    report = kitbox.write(plan, results, kitbox.blend(plan, results), out=tmp_path / "sub.csv")
+    blend = report.blend
+    assert blend["metric"] == "log_loss" and "weights chosen for log_loss" in report.summary()
+    oofs = {name: res.oof()[0] for name, res in results.items()}
+    assert ensemble.caruana(oofs, plan.y, comp.blend_metric).weights == {"timid": 0.0, "sk": 1.0}
+    assert ensemble.caruana(oofs, plan.y, "accuracy").weights == {"timid": 1.0, "sk": 0.0}  # what accuracy would keep
     assert report.metric == "accuracy" and blend["score"] >= report.recipes["sk"]["oof"] > 0.9  # scored by accuracy
     assert digits_comp(metric_name="f1").blend_metric.name == "f1_best_cut"
     assert digits_comp(metric_name="rmse").blend_metric.name == "rmse"
