@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from kitbox import pipeline
-from kitbox.ray_runner import connect, run_plan_on_ray
+from kitbox.pipeline import stages as pipeline
+from kitbox.pipeline.ray import connect, run_plan_on_ray
 
 
 def main() -> None:

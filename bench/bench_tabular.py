@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kitbox.data import TensorLoader
-from kitbox.learner import Learner
+from kitbox.training.sampling import TensorLoader
+from kitbox.training.learner import Learner
 from kitbox.tabular.model import TabularModel
-from kitbox.tasks import Task
+from kitbox.training.tasks import Task
 
 # Cardinalities (categories + the reserved code 0) of the Rossmann adapter's categorical inputs on the full data, and
 # its number of continuous inputs: the shape of the real problem without needing the data.

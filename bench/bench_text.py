@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from kitbox.learner import Learner
-from kitbox.tasks import Task
+from kitbox.training.learner import Learner
+from kitbox.training.tasks import Task
 from kitbox.text import AWDConfig, BucketLoader, TextClassifier, Tokenizer, Vocab
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kitbox.learner import Learner
-from kitbox.tasks import Task
+from kitbox.training.learner import Learner
+from kitbox.training.tasks import Task
 from kitbox.vision.models import SmallConvNet, create_model
 
 
@@ -112,8 +112,8 @@ def port(args) -> None:
 
 def backbones(args) -> None:
     from competitions.dogs_vs_cats import DogsVsCats
-    from kitbox.competition import RunSettings
-    from kitbox.cv import stratified_kfold
+    from kitbox.adapt.contract import RunSettings
+    from kitbox.pipeline.splits import stratified_kfold
     from kitbox.metrics import log_loss
     from kitbox.recipes.vision import LinearProbeOptions, fit_probe, probe_features
 

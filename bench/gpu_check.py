@@ -33,8 +33,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing it
 
-from kitbox.learner import Learner  # noqa: E402
-from kitbox.tasks import Task  # noqa: E402
+from kitbox.training.learner import Learner  # noqa: E402
+from kitbox.training.tasks import Task  # noqa: E402
 
 SAMPLES = REPO / "competitions" / "samples"
 SHARED = REPO.parent / "shared" / "data"  # --shared DIR sets DIR/data
@@ -83,7 +83,7 @@ PRECISION = "auto"  # --precision: both loops train in it
 def lean_loop(model, batches, loss_fn, device: torch.device, channels_last: bool) -> float:
     """timm's train_one_epoch stripped to its step: autocast forward, (scaled) backward, fused AdamW, loss.item().
     Returns seconds for all batches."""
-    from kitbox.device import choose_precision
+    from kitbox.training.device import choose_precision
 
     precision = choose_precision(PRECISION, device)
     amp = precision != "fp32"
@@ -246,7 +246,7 @@ def weights_file() -> Path | None:
 def quick_rows(device: torch.device, smoke: bool) -> list[Row]:
     """``python submit.py SLUG --quick`` for every built-in competition on its embedded sample, on ``device``:
     the whole pipeline (folds, blend, checked submission) through the command a competitor types."""
-    from kitbox import registry
+    from kitbox.adapt import registry
 
     if smoke:
         return [Row("submit.py SLUG --quick", "not run", note="smoke (the CLI tests run every competition on the CPU)")]
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
     sizes = SMOKE if smoke else Sizes()
     if on_gpu:
         torch.backends.cudnn.benchmark = True  # as timm's train.py: fixed shapes, fastest kernels
-        from kitbox.device import choose_precision
+        from kitbox.training.device import choose_precision
 
         print(f"device: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}, "
               f"{os.cpu_count()} CPUs; both loops in {choose_precision(PRECISION, device)}")

@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` lives beside `kitbox` in the repo
 from competitions.rossmann import Rossmann
 from kitbox.cli import parse_sets
-from kitbox.competition import FoldContext, RunSettings, resolve_options
+from kitbox.adapt.contract import FoldContext, RunSettings
+from kitbox.adapt.options import resolve_options
 
 
 def peak_gb() -> float:
@@ -81,7 +82,7 @@ def run_one(comp, data, name, recipe, options, seed: int, run_dir: Path, device,
 def blend_line(comp, data, run_dir: Path, seed: int) -> dict:
     """The pipeline's blend of every recipe with predictions for this seed in ``run_dir``: Caruana weights and the
     RMSPE factor chosen on the holdout rows (in-sample), and the same chosen on one random half, scored on the other."""
-    from kitbox import ensemble
+    from kitbox.pipeline import ensemble
 
     y = comp.targets(data)[comp.split(data, 1, seed) == 0]
     oofs = {p.parts[-4]: np.load(p) for p in sorted(run_dir.glob(f"*/seed{seed}/fold0/oof.npy"))}

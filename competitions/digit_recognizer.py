@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kitbox.bases import ImageCompetition
+from kitbox.adapt.bases import ImageCompetition
 
 
 class DigitRecognizer(ImageCompetition):

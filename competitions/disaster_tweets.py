@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kitbox.bases import TextCompetition
+from kitbox.adapt.bases import TextCompetition
 from kitbox.errors import InputError
 from kitbox.recipes import text
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from competitions import rossmann_features as features
-from kitbox import cv
-from kitbox.bases import TabularCompetition, find_file
-from kitbox.competition import CompetitionData
+from kitbox.pipeline import splits
+from kitbox.adapt.bases import TabularCompetition, find_file
+from kitbox.adapt.contract import CompetitionData
 from kitbox.recipes import tabular
 
 # per store (and store x weekday, store x promo): mean and std of log sales and customers over the training rows
@@ -63,8 +63,8 @@ class Rossmann(TabularCompetition):
 
     def split(self, data: CompetitionData, n_folds: int, seed: int) -> np.ndarray:
         if n_folds > 1:  # contiguous periods: each fold is a stretch of days the model did not see
-            return cv.time_blocks(data.train["Date"], n_folds)
-        return cv.time_holdout(data.train["Date"], cutoff=self.holdout_start(data))
+            return splits.time_blocks(data.train["Date"], n_folds)
+        return splits.time_holdout(data.train["Date"], cutoff=self.holdout_start(data))
 
     # ------------------------------------------------------------------------------------------ recipes
     def recipes(self):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kitbox.bases import find_file, read_table
+from kitbox.adapt.bases import find_file, read_table
 from kitbox.errors import InputError
 from kitbox.tabular.features import add_datepart, days_since_until, window_counts
 

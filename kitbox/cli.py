@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from kitbox import registry
+from kitbox.adapt import registry
 from kitbox.errors import InputError
-from kitbox.kaggle import KaggleError, local_data_dir, output_dir
+from kitbox.io.kaggle import KaggleError, local_data_dir, output_dir
 
 # ---------------------------------------------------------------------------------------------- arguments
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
     """``["epochs=3", "cnn.lr=1e-3"]`` -> ``{"epochs": "3", "cnn.lr": "1e-3"}``; each recipe's declared option types
-    convert the values (:func:`kitbox.competition.resolve_options`)."""
+    convert the values (:func:`kitbox.adapt.options.resolve_options`)."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -115,7 +115,7 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def check_command(args) -> int:
-    from kitbox.submission import SubmissionError, check_submission, find_sample_submission, metric_kind, rules_for_metric
+    from kitbox.io.submission import SubmissionError, check_submission, find_sample_submission, metric_kind, rules_for_metric
 
     comp = registry.get_competition(args.competition)
     data_dir = local_data_dir(comp.slug, args.data) or (Path(comp.sample_dir) if comp.sample_dir else None)
@@ -126,7 +126,7 @@ def check_command(args) -> int:
         print(f"note: checking against the embedded sample's {sample.name}; pass --data DIR for the real one")
     rules = rules_for_metric(comp.metric_name, sample)
     if metric_kind(comp.metric) == "label":  # labels must be classes seen in train: that needs the data
-        from kitbox.submission import submission_rules
+        from kitbox.io.submission import submission_rules
 
         rules = submission_rules(comp, comp.load(data_dir))
     try:
@@ -139,8 +139,8 @@ def check_command(args) -> int:
 
 
 def options_command(args) -> int:
-    from kitbox.competition import describe_options
-    from kitbox.pipeline import resolve_recipes
+    from kitbox.adapt.options import describe_options
+    from kitbox.pipeline.stages import resolve_recipes
 
     comp = registry.get_competition(args.competition)
     for name, r in resolve_recipes(comp.recipes(), args.recipes).items():
@@ -150,7 +150,7 @@ def options_command(args) -> int:
 
 
 def runs_command(args) -> int:
-    from kitbox.runs import ledger_table, read_ledger
+    from kitbox.io.runs import ledger_table, read_ledger
 
     comp = registry.get_competition(args.competition)
     root = Path(args.run_dir).parent if args.run_dir else output_dir() / "runs"
@@ -159,7 +159,7 @@ def runs_command(args) -> int:
 
 
 def run_command(args) -> int:
-    from kitbox.pipeline import run
+    from kitbox.pipeline.stages import run
 
     report = run(args.competition, args.data, folds=args.folds, n_folds=args.n_folds, recipes=args.recipes,
                  options=parse_sets(args.set),
@@ -186,7 +186,7 @@ KNOWN_BEFORE_TRAINING = (InputError, KaggleError, FileNotFoundError, ImportError
 
 def _known(err: BaseException) -> bool:
     """Input mistakes get one line; a bug inside a recipe keeps its traceback."""
-    from kitbox.competition import OptionError
+    from kitbox.adapt.options import OptionError
 
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return True
@@ -276,12 +276,12 @@ def _dispatch(args, argv: list[str]) -> int:
     if args.gpus and args.gpus > 1 and "RANK" not in os.environ:
         return gpus_command(args, argv)
     if args.wheelhouse:
-        from kitbox.kaggle import wheelhouse
+        from kitbox.io.kaggle import wheelhouse
 
         wheelhouse(args.wheelhouse, all_deps=args.wheelhouse_all)
         return 0
     if args.new:
-        from kitbox.scaffold import new_command
+        from kitbox.adapt.scaffold import new_command
 
         return new_command(args.new, args.competition, args.metric)
     if not args.competition:

@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kitbox import Learner, Task, TensorLoader, distributed, seed_everything
+from kitbox import Learner, Task, TensorLoader, seed_everything
+from kitbox.training import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "competitions" / "samples"

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from kitbox import Learner, Task, TensorLoader, seed_everything
-from kitbox.competition import Competition, CompetitionData, FoldPredictions, recipe
-from kitbox.cv import kfold
+from kitbox.adapt.contract import Competition, CompetitionData, FoldPredictions, recipe
+from kitbox.pipeline.splits import kfold
 
 
 class SmallDigits(Competition):

@@ -68,7 +68,6 @@ def test_one_probability_column_is_the_positive_class(tmp_path):
     report, sub = run(digits_comp(metric_name="auc"), data, tmp_path)
     probs = sub["Label"].astype(float)
     assert probs.between(0, 1).all() and probs.nunique() > 100
-    test = pd.read_csv(data / "test.csv")
     assert report.recipes["sk"]["oof"] > 0.95
     assert any("ranks" in w for w in report.warnings)  # AUC blends ranks: said loudly
 
@@ -160,7 +159,7 @@ def test_the_cut_and_the_blend_are_scored_on_folds_they_were_not_chosen_on(tmp_p
     report = kitbox.run(comp, data, run_dir=tmp_path / "r", out=tmp_path / "s.csv", log=lambda *_: None)
     blend = report.blend
     assert blend["score_honest"] < blend["score"]  # tuned on the rows it is scored on, F1 looks better than it is
-    from kitbox import ensemble
+    from kitbox.pipeline import ensemble
     from kitbox.metrics import f1
 
     y = comp.targets(comp.load(data))
@@ -186,7 +185,7 @@ def sk_timid(ctx):
 def test_a_label_metric_on_one_label_chooses_blend_weights_by_log_loss(tmp_path):
     """Accuracy cannot tell two recipes with the same labels apart (Caruana on it keeps the first one listed, the
     timid one); log loss prefers the calibrated one. F1 keeps its blend at the tuned cut."""
-    from kitbox import ensemble
+    from kitbox.pipeline import ensemble
 
     comp = digits_comp(metric_name="accuracy", recipes=lambda self: {"timid": sk_timid, "sk": sk_model})
     data = write_digits(tmp_path / "d")

@@ -141,7 +141,7 @@ def test_a_rerun_reuses_folds_but_other_options_seeds_or_quick_never_do(comp, ca
     assert cli.main(comp["argv"] + ["--seed", "7"]) == 0
     assert cli.main(comp["argv"] + ["--quick"]) == 0
     assert len(config_dirs(comp["run_dir"], "bayes")) == 3  # seed 42, seed 7, quick: three configurations
-    from kitbox.runs import read_ledger
+    from kitbox.io.runs import read_ledger
 
     rows = read_ledger(comp["run_dir"].parent / "ledger.jsonl")
     assert len(rows) == 5 and [r["seed"] for r in rows] == [42, 42, 42, 7, 42] and rows[-1]["quick"]
@@ -292,7 +292,7 @@ def test_the_default_submission_name_says_the_competition(comp, monkeypatch, tmp
 
 
 def test_inside_a_kaggle_notebook_outputs_go_to_kaggle_working(comp, tmp_path, monkeypatch, capsys):
-    from kitbox import kaggle
+    from kitbox.io import kaggle
 
     working = tmp_path / "working"
     monkeypatch.setattr(kaggle, "KAGGLE_WORKING", working)
@@ -393,7 +393,7 @@ def test_gpus_relaunches_under_torchrun_and_says_when_there_are_too_few(comp, ca
 def test_a_disk_that_fills_mid_run_is_one_line_and_finished_folds_survive(comp, capsys, monkeypatch):
     import errno
 
-    from kitbox import runs
+    from kitbox.io import runs
 
     real = runs.atomic_write_bytes
     writes = []

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kitbox import cv
-from kitbox.competition import Competition, CompetitionData, FoldContext, FoldPredictions
+from kitbox.pipeline import cv, splits
+from kitbox.adapt.contract import Competition, CompetitionData, FoldContext, FoldPredictions
 from kitbox.metrics import get_metric
 
 # ---------------------------------------------------------------------------------------------- a tiny competition
@@ -65,7 +65,7 @@ class SkDigits(Competition):
         return CompetitionData(train, test, sample, Path(data_dir), sample_path=Path(data_dir) / "sample_submission.csv")
 
     def split(self, data, n_folds, seed):
-        return cv.stratified_kfold(data.train["label"], n_folds, seed)
+        return splits.stratified_kfold(data.train["label"], n_folds, seed)
 
     def targets(self, data):
         return data.train["label"].to_numpy()
@@ -95,11 +95,11 @@ def fold_files(run_dir: Path) -> dict[str, bytes]:
 def test_kfold_schemes_give_every_row_one_fold(n_folds):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 500)
-    for folds in [cv.kfold(500, n_folds, 1), cv.stratified_kfold(y, n_folds, 1),
-                  cv.group_kfold(rng.integers(0, 60, 500), n_folds, 1)]:
+    for folds in [splits.kfold(500, n_folds, 1), splits.stratified_kfold(y, n_folds, 1),
+                  splits.group_kfold(rng.integers(0, 60, 500), n_folds, 1)]:
         assert folds.shape == (500,) and set(np.unique(folds)) == set(range(n_folds))
         assert np.bincount(folds).min() >= 500 // n_folds - 60  # roughly balanced
-    strat = cv.stratified_kfold(y, n_folds, 1)
+    strat = splits.stratified_kfold(y, n_folds, 1)
     for k in range(n_folds):  # stratified: each fold keeps each class's share within a row or two
         share = np.bincount(y[strat == k], minlength=3) / (strat == k).sum()
         assert np.allclose(share, np.bincount(y) / len(y), atol=0.02)
@@ -107,15 +107,15 @@ def test_kfold_schemes_give_every_row_one_fold(n_folds):
 
 def test_group_kfold_keeps_groups_together_and_seed_reproduces():
     groups = np.repeat(np.arange(40), 7)
-    folds = cv.group_kfold(groups, 4, seed=3)
+    folds = splits.group_kfold(groups, 4, seed=3)
     assert all(len(np.unique(folds[groups == g])) == 1 for g in range(40))
-    assert np.array_equal(folds, cv.group_kfold(groups, 4, seed=3))
+    assert np.array_equal(folds, splits.group_kfold(groups, 4, seed=3))
 
 
 def test_multilabel_stratification_keeps_label_frequencies():
     rng = np.random.default_rng(1)
     y = (rng.random((600, 6)) < [0.5, 0.3, 0.1, 0.05, 0.2, 0.02]).astype(int)
-    folds = cv.multilabel_stratified_kfold(y, 5, seed=0)
+    folds = splits.multilabel_stratified_kfold(y, 5, seed=0)
     assert set(np.unique(folds)) == set(range(5))
     for k in range(5):
         assert np.allclose(y[folds == k].mean(0), y.mean(0), atol=0.03)
@@ -123,22 +123,22 @@ def test_multilabel_stratification_keeps_label_frequencies():
 
 def test_time_holdout_and_time_blocks_follow_the_calendar():
     dates = pd.Series(pd.date_range("2015-01-01", "2015-07-31", freq="D")).repeat(3).reset_index(drop=True)
-    folds = cv.time_holdout(dates, valid_period="42D")
+    folds = splits.time_holdout(dates, valid_period="42D")
     assert (folds == 0).sum() == 42 * 3 and dates[folds == 0].min() == pd.Timestamp("2015-06-20")
     assert dates[folds == -1].max() < dates[folds == 0].min()
-    assert np.array_equal(cv.time_holdout(dates, cutoff="2015-06-20"), folds)
-    blocks = cv.time_blocks(dates, 4)
+    assert np.array_equal(splits.time_holdout(dates, cutoff="2015-06-20"), folds)
+    blocks = splits.time_blocks(dates, 4)
     assert list(np.unique(blocks)) == [0, 1, 2, 3]
     assert all(dates[blocks == k].max() < dates[blocks == k + 1].min() for k in range(3))
     with pytest.raises(ValueError, match="holdout"):
-        cv.time_holdout(dates, cutoff="2016-01-01")
+        splits.time_holdout(dates, cutoff="2016-01-01")
 
 
 def test_check_folds_rejects_gaps_and_wrong_length():
     with pytest.raises(ValueError, match="no gaps"):
-        cv.check_folds(np.array([0, 2, 2, 0]), 4)
+        splits.check_folds(np.array([0, 2, 2, 0]), 4)
     with pytest.raises(ValueError, match="one fold id per training row"):
-        cv.check_folds(np.array([0, 1]), 3)
+        splits.check_folds(np.array([0, 1]), 3)
 
 
 # ---------------------------------------------------------------------------------------------- fold runner
@@ -262,7 +262,7 @@ def test_snapshot_predictions_are_averaged_per_fold(digits, tmp_path):
 
 
 def test_atomic_writes_leave_the_old_file_when_a_write_fails(tmp_path):
-    from kitbox.runs import atomic_write_bytes, load_npy, save_npy
+    from kitbox.io.runs import atomic_write_bytes, load_npy, save_npy
 
     path = save_npy(tmp_path / "oof.npy", np.arange(5))
     with pytest.raises(TypeError):

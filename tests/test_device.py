@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from kitbox import Learner, Task, TensorLoader
-from kitbox import device as devices
+from kitbox.training import device as devices
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 
@@ -172,8 +172,9 @@ def test_on_a_gpu_auto_precision_trains_and_lr_find_restores_the_cuda_rng_and_sc
 
 
 def test_a_run_settles_its_device_once_and_trains_cpu_and_gpu_configs_apart(fake_gpu, monkeypatch):
-    from kitbox import fingerprint, pipeline
-    from kitbox.competition import RunSettings
+    from kitbox.io import fingerprint
+    from kitbox.pipeline import stages as pipeline
+    from kitbox.adapt.contract import RunSettings
     from kitbox.errors import InputError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kitbox import cv, ensemble
+from kitbox.pipeline import cv
+from kitbox.pipeline import ensemble
 from kitbox.metrics import get_metric
 from test_cv import SkDigits, bayes_recipe, logreg_recipe
 

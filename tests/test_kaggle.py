@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from kitbox import kaggle
+from kitbox.io import kaggle
 
 SLUG = "digit-recognizer"
 
@@ -70,7 +70,7 @@ def test_credentials_are_found_in_each_documented_place(tmp_path):
 
 
 def test_no_credentials_gives_the_fix_without_importing_the_client(tmp_path):
-    code = ("import sys; from kitbox import kaggle\n"
+    code = ("import sys; from kitbox.io import kaggle\n"
             "try:\n    kaggle.get_client({'HOME': sys.argv[1]})\n"
             "except kaggle.KaggleError as e:\n    print(e)\n"
             "print('kaggle imported:', 'kaggle.api' in sys.modules)")

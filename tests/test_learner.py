@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from kitbox import Learner, MixUp, Task, TensorLoader, TrainingDiverged, infer_task, seed_everything
-from kitbox.groups import layer_groups
-from kitbox.lr_finder import suggest_lrs, valley_index
+from kitbox.training.groups import layer_groups
+from kitbox.training.lr_finder import suggest_lrs, valley_index
 
 from conftest import SHARED_DATA
 from test_schedules import torch_one_cycle, torch_sgdr

@@ -1,7 +1,6 @@
 """Image loaders on real digits and photos: the same seed gives the same batches (any num_workers), persistent
 workers take a new pipeline, settings follow the device, and the on-device digit loader keeps rows and labels."""
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,8 +8,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from kitbox.learner import Learner
-from kitbox.tasks import Task
+from kitbox.training.learner import Learner
+from kitbox.training.tasks import Task
 from kitbox.vision import data as vdata
 from kitbox.vision.models import SmallConvNet
 from kitbox.vision.transforms import digit_train_tfms, digit_valid_tfms, train_tfms

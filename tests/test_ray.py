@@ -5,8 +5,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'kitbox[ray]')")
 
-from kitbox import cv, pipeline  # noqa: E402
-from kitbox.ray_runner import run_plan_on_ray  # noqa: E402
+from kitbox.pipeline import cv
+from kitbox.pipeline import stages as pipeline  # noqa: E402
+from kitbox.pipeline.ray import run_plan_on_ray  # noqa: E402
 from ray_comp import SmallDigits  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import pytest
 import kitbox
 from competitions.rossmann import Rossmann
 from competitions.rossmann_features import EVENT_DAYS_CAP
-from kitbox.competition import FoldContext
+from kitbox.adapt.contract import FoldContext
 from kitbox.errors import InputError
 from kitbox.recipes.tabular import _gbm_inputs, model_target
 from conftest import shared_path

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kitbox import cli
-from kitbox.registry import get_competition
+from kitbox.adapt.registry import get_competition
 
 SAMPLES = Path(__file__).resolve().parents[1] / "competitions" / "samples"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from kitbox import schedules
-from kitbox.groups import spread_lr
+from kitbox.training import schedules
+from kitbox.training.groups import spread_lr
 
 
 def torch_one_cycle(n_steps, lr, pct_start, div, div_final, moms):

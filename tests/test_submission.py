@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kitbox.submission import (SubmissionError, check_submission, find_sample_submission, rules_for_metric,
+from kitbox.io.submission import (SubmissionError, check_submission, find_sample_submission, rules_for_metric,
                                write_submission)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -121,7 +121,7 @@ def test_a_valid_but_constant_submission_is_flagged_and_a_varied_one_is_not(tmp_
     nothing: the summary says so, and names the sample's placeholder when that is what was written."""
     from types import SimpleNamespace
 
-    from kitbox.submission import degenerate_warnings
+    from kitbox.io.submission import degenerate_warnings
 
     sample = tmp_path / "sample_submission.csv"
     sample.write_text("id,target\n0001,0\n0002,0\n0003,0\n")

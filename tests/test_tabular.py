@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kitbox.groups import layer_groups
+from kitbox.training.groups import layer_groups
 from kitbox.tabular.features import (add_datepart, days_since_until, group_statistics, group_trend, parse_groups,
                                      window_counts)
 from kitbox.tabular.gbm import category_levels, gbm_frame, objective, stack_columns

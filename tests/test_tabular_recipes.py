@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import kitbox
-from kitbox.competition import OptionError
+from kitbox.adapt.options import OptionError
 from kitbox.errors import InputError
 from kitbox.metrics import log_loss, rmspe
 

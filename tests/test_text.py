@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from kitbox.groups import spread_lr
-from kitbox.learner import Learner
-from kitbox.tasks import Task
+from kitbox.training.groups import spread_lr
+from kitbox.training.learner import Learner
+from kitbox.training.tasks import Task
 from kitbox.text import (SPECIALS, AWDConfig, BucketLoader, LanguageModel, LMLoader, TextClassifier, Tokenizer, Vocab,
                          tokenize)
 from kitbox.text.awd_lstm import WeightDropLSTM

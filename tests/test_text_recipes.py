@@ -11,12 +11,12 @@ import kitbox
 from kitbox.errors import InputError
 from kitbox.metrics import auc
 from kitbox.recipes.text import LinearHead, joined_texts
-from kitbox.runs import read_json
+from kitbox.io.runs import read_json
 
 SAMPLE = Path(__file__).resolve().parents[1] / "competitions" / "samples" / "nlp-getting-started"
 
 ADAPTER = '''
-from kitbox.bases import TextCompetition
+from kitbox.adapt.bases import TextCompetition
 
 
 class MiniTweets(TextCompetition):
@@ -216,9 +216,9 @@ def test_linear_head_copes_with_a_label_absent_from_the_rows():
 
 
 def test_a_refit_on_every_row_predicts_test_only(binary):
-    from kitbox.cv import run_cv
+    from kitbox.pipeline.cv import run_cv
     from kitbox.recipes import text
-    from kitbox.registry import get_competition
+    from kitbox.adapt.registry import get_competition
 
     comp = get_competition(str(binary))
     data = comp.load(binary.parent / "data")

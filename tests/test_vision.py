@@ -1,6 +1,5 @@
 """kitbox.vision on real images: the embedded Dogs vs Cats and digit samples, and the shared ImageNet weights."""
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,9 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from PIL import Image
 
 from conftest import REPO, shared_path
-from kitbox.learner import Learner
+from kitbox.training.learner import Learner
 from kitbox.metrics import fbeta_multilabel
-from kitbox.tasks import Task
+from kitbox.training.tasks import Task
 from kitbox.vision import data as vdata
 from kitbox.vision import models as vmodels
 from kitbox.vision.features import cached_features

@@ -15,7 +15,7 @@ import pytest
 
 import kitbox
 from conftest import REPO, shared_path
-from kitbox.competition import RunSettings
+from kitbox.adapt.contract import RunSettings
 from kitbox.errors import InputError
 from kitbox.metrics import log_loss
 from kitbox.recipes.vision import CNNOptions, LinearProbeOptions, fit_calibration, weights_preflight

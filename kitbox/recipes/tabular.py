@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kitbox.competition import FoldContext, FoldPredictions, recipe
+from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
 
 # ---------------------------------------------------------------------------------------------- shared

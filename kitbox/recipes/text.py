@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kitbox.competition import FoldContext, FoldPredictions, recipe
+from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
-from kitbox.runs import private_tmp
+from kitbox.io.runs import private_tmp
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def cached_features(folder: Path, compute) -> tuple:
     kept in ``folder`` (dense .npy or sparse .npz); done.json, written last, marks them complete."""
     from scipy import sparse
 
-    from kitbox.runs import load_npy, read_json, save_npy, write_json
+    from kitbox.io.runs import load_npy, read_json, save_npy, write_json
 
     folder = Path(folder)
     if (folder / "done.json").exists():
@@ -427,10 +427,10 @@ def transformer(ctx: FoldContext) -> FoldPredictions:
 
 
 def _fine_tune(ctx: FoldContext, backbone, train_dl, task, seed: int, k: int):
-    from kitbox.learner import Learner
+    from kitbox.training.learner import Learner
     from kitbox.text.transformer import TransformerClassifier
 
-    from kitbox.device import seed_everything
+    from kitbox.training.device import seed_everything
 
     opts: TransformerOptions = ctx.options
     seed_everything(seed)  # the new head's initial weights come from the seed too
@@ -530,7 +530,7 @@ def ulmfit(ctx: FoldContext) -> FoldPredictions:
     task, y = ctx.task(), loss_targets(ctx)
     scale = TargetScale(y[ctx.train_idx], task.kind)
     cfg.drop_mult = opts.drop_mult
-    from kitbox.device import seed_everything
+    from kitbox.training.device import seed_everything
 
     seed_everything(ctx.seed)  # the classifier's initial weights come from the seed too
     model = TextClassifier(cfg, n_out=task.n_out)
@@ -553,7 +553,7 @@ def ulmfit(ctx: FoldContext) -> FoldPredictions:
 
 
 def _fit_classifier(ctx: FoldContext, model, train_dl, task):
-    from kitbox.learner import Learner
+    from kitbox.training.learner import Learner
 
     opts: UlmfitOptions = ctx.options
     learn = Learner(model, train_dl, task=task, wd=opts.wd, clip=0.4, run_dir=ctx.fold_dir, seed=ctx.seed,

@@ -1,4 +1,4 @@
-"""Generic image recipes for any :class:`kitbox.bases.ImageCompetition`, configured by ``data.task`` alone:
+"""Generic image recipes for any :class:`kitbox.adapt.bases.ImageCompetition`, configured by ``data.task`` alone:
 
 - ``linear_probe``: logistic regression (ridge for regression) on the pooled features of a frozen pretrained
   backbone, plain and mirrored views averaged, C chosen by inner CV on the fold's training rows. The cheap
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kitbox.competition import FoldContext, FoldPredictions, recipe
+from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
 
 DEFAULT_ARCH = "efficientnet_lite0"
@@ -604,7 +604,7 @@ def _small_cnn_learner(ctx: FoldContext, pipes: dict, task, norm: tuple[float, f
     """SmallConvNet and its Learner over the fold's pixel images: batches sized to the data, seeded."""
     import torch
 
-    from kitbox.learner import Learner
+    from kitbox.training.learner import Learner
 
     opts, images, tr = ctx.options, ctx.data.train_images, ctx.train_idx
     bs = int(opts.bs or np.clip(len(tr) // 20, 32, 128))  # small data: smaller batches, enough optimizer steps

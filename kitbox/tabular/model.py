@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kitbox.runs import atomic_write_text
+from kitbox.io.runs import atomic_write_text
 
 
 def embedding_width(n_categories: int) -> int:

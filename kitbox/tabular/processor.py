@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kitbox.runs import atomic_write_text
+from kitbox.io.runs import atomic_write_text
 
 
 def _plain(value):
@@ -97,7 +97,7 @@ class TabularProcessor:
         return x_cat, x_cont
 
     def tensors(self, df: pd.DataFrame, target=None) -> tuple[torch.Tensor, ...]:
-        """Tensors for :class:`kitbox.data.TensorLoader`: ``(x_cat, x_cont)`` or ``(x_cat, x_cont, y)``."""
+        """Tensors for :class:`kitbox.training.sampling.TensorLoader`: ``(x_cat, x_cont)`` or ``(x_cat, x_cont, y)``."""
         x_cat, x_cont = self.transform(df)
         out = (torch.from_numpy(x_cat), torch.from_numpy(x_cont))
         if target is not None:

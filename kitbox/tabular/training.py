@@ -10,12 +10,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from kitbox.data import TensorLoader
-from kitbox.learner import Learner
+from kitbox.training.sampling import TensorLoader
+from kitbox.training.learner import Learner
 from kitbox.metrics import Metric, rmspe
 from kitbox.tabular.model import TabularModel
 from kitbox.tabular.processor import TabularProcessor
-from kitbox.tasks import Task
+from kitbox.training.tasks import Task
 
 # RMSPE of the sales when the network predicts log(sales): the metric Rossmann-like competitions are scored on
 RMSPE_OF_LOG = Metric("rmspe", lambda y_log, p_log: rmspe(np.exp(y_log), np.exp(p_log)), greater_is_better=False)

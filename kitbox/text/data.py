@@ -2,7 +2,7 @@
 
 Sequences are padded once into one tensor; a batch is a slice through an index, trimmed to its longest
 row, so no per-row Python runs while training. Under torchrun each rank takes every world-th row of each
-global batch, as ``kitbox.data.TensorLoader`` does.
+global batch, as ``kitbox.training.sampling.TensorLoader`` does.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from kitbox import distributed
+from kitbox.training import distributed
 
 
 def pad_sequences(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

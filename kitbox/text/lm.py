@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kitbox.runs import private_tmp
+from kitbox.io.runs import private_tmp
 from kitbox.text.awd_lstm import AWDConfig, LanguageModel
 from kitbox.text.tokenizer import Vocab
 
@@ -68,7 +68,7 @@ def language_model(tokens: list[list[str]], cache_dir, settings: LMSettings = LM
     A cache made from other texts is an error, never silently reused: the caller's cache folder belongs to one
     configuration (kitbox's ``ctx.shared_dir``), so different texts there mean a mix-up worth stopping for.
     """
-    from kitbox.runs import read_json
+    from kitbox.io.runs import read_json
 
     cache_dir = Path(cache_dir)
     digest = tokens_digest(tokens)
@@ -83,9 +83,9 @@ def language_model(tokens: list[list[str]], cache_dir, settings: LMSettings = LM
 
 
 def _train_language_model(tokens, cache_dir: Path, s: LMSettings, digest: str) -> PretrainedLM:
-    from kitbox.learner import Learner
-    from kitbox.runs import write_json
-    from kitbox.tasks import Task
+    from kitbox.training.learner import Learner
+    from kitbox.io.runs import write_json
+    from kitbox.training.tasks import Task
     from kitbox.text.data import LMLoader
 
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def _train_language_model(tokens, cache_dir: Path, s: LMSettings, digest: str) -
     n_valid = max(int(len(ids) * s.valid_frac), 1)
     valid_ids, train_ids = [ids[i] for i in order[:n_valid]], [ids[i] for i in order[n_valid:]]
     cfg = AWDConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, emb_size=s.emb_size, n_hid=s.n_hid)
-    from kitbox.device import seed_everything
+    from kitbox.training.device import seed_everything
 
     seed_everything(s.seed)  # the LM's initial weights come from the seed too
     model = LanguageModel(cfg)

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
-from kitbox.runs import private_tmp
+from kitbox.io.runs import private_tmp
 
 UNK, PAD, BOS, EOS, FLD = "xxunk", "xxpad", "xxbos", "xxeos", "xxfld"
 MAJ, UP, REP, WREP = "xxmaj", "xxup", "xxrep", "xxwrep"

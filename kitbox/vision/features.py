@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import kitbox
-from kitbox import distributed
+from kitbox.training import distributed
 from kitbox.vision.data import ImageItems, image_loader
 from kitbox.vision.models import model_device, pooled_features, work_device
 from kitbox.vision.transforms import describe_transform

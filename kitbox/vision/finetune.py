@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from kitbox.data import TensorLoader
-from kitbox.learner import Learner
-from kitbox.tasks import Task
+from kitbox.training.sampling import TensorLoader
+from kitbox.training.learner import Learner
+from kitbox.training.tasks import Task
 from kitbox.vision.models import head_of, model_device
 
 

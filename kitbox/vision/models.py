@@ -114,8 +114,8 @@ def _recipe(name: str) -> dict[str, str]:
     hub_id = _default_hub_id(name) or f"timm/{name}"
     tagged = hub_id.split("/", 1)[-1]  # e.g. efficientnet_lite0.ra_in1k: timm's default weights for the name
     return {
-        "offline": f"  offline, a file you have: --weights PATH (create_model(..., weights=PATH)) or KITBOX_WEIGHTS=PATH, "
-                   f"PATH being the file or a folder holding it",
+        "offline": "  offline, a file you have: --weights PATH (create_model(..., weights=PATH)) or KITBOX_WEIGHTS=PATH, "
+                   "PATH being the file or a folder holding it",
         "kaggle": f"  on Kaggle: attach a dataset holding {tagged}.safetensors to the notebook (Add Input); any file named "
                   f"{name}.*.safetensors (or .pth/.bin), or {tagged}/model.safetensors, is found anywhere under "
                   f"/kaggle/input",

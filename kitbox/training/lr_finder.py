@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import torch
 
-from kitbox import distributed
-from kitbox.schedules import exponential_lr
+from kitbox.training import distributed
+from kitbox.training.schedules import exponential_lr
 
 if TYPE_CHECKING:
-    from kitbox.learner import Learner
+    from kitbox.training.learner import Learner
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kitbox.bases import MAX_CAT_CARD, find_file, is_text
+from kitbox.adapt.bases import MAX_CAT_CARD, find_file, is_text
 from kitbox.errors import InputError
 from kitbox.vision.data import IMAGE_SUFFIXES
 
@@ -133,7 +133,7 @@ def guess_competition(data_dir, slug: str | None = None) -> Guess:
 
 def _describe_task(data_dir: Path, guess: Guess, metric: str | None) -> None:
     """Load the data with the guessed base and report the target and task the base infers (or the problem)."""
-    from kitbox import bases
+    from kitbox.adapt import bases
 
     cls = type("Guessed", (getattr(bases, guess.base),), {"slug": guess.slug, "metric_name": metric or "", **guess.attrs})
     try:

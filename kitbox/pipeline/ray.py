@@ -1,6 +1,6 @@
 """Folds across machines: each (recipe, fold) runs as a Ray task and lands in the same run folder as a local run.
 
-The task calls the same :func:`kitbox.cv.run_fold` a local run calls, so finished folds are skipped, a failed or
+The task calls the same :func:`kitbox.pipeline.cv.run_fold` a local run calls, so finished folds are skipped, a failed or
 killed task loses only its own fold, and resume, ensembling and the submission stage work unchanged. Ray is an
 optional extra: ``pip install "kitbox[ray]"``.
 """
@@ -53,7 +53,7 @@ def _fold_task(competition, data_dir, plan, fold, folds, y, seed, settings, thre
     """Runs inside a Ray worker: load the data, train one (recipe, fold or refit), save its files."""
     import torch
 
-    from kitbox import cv
+    from kitbox.pipeline import cv
 
     torch.set_num_threads(threads)
     data = competition.load(Path(data_dir))
@@ -94,7 +94,7 @@ def _wait(ray, pending: dict, n_folds: int, metric_name: str, log) -> dict:
 
 def _todo(plan, rp, stage: str, wanted, n_folds: int) -> tuple[list, dict]:
     """The folds of one recipe still to train at this stage, and (for the refit) the scored folds' info."""
-    from kitbox import cv
+    from kitbox.pipeline import cv
 
     if stage == "folds":
         return [k for k in wanted if not cv.is_done(rp.config_dir, k)], {}
@@ -109,12 +109,12 @@ def run_plan_on_ray(plan, address: str = "auto", cpus_per_task: int = 1, gpus_pe
     """Every unfinished (recipe, fold) of a prepared run as a Ray task, recipes that others need first; then the
     refits. Returns the failures as {(recipe, fold): error}; finished folds are on disk either way, and a rerun
     (local or on Ray) trains only the missing ones."""
-    from kitbox import cv
+    from kitbox.pipeline import splits
 
     ray = connect(address, num_cpus=None)
     _pickle_adapter_by_value(ray, plan.competition)
     task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(_fold_task)
-    n_folds, start, failures = cv.n_folds_of(plan.folds), time.time(), {}
+    n_folds, start, failures = splits.n_folds_of(plan.folds), time.time(), {}
     wanted = range(n_folds) if plan.only_folds is None else plan.only_folds
     for names in _levels(plan.recipes):
         for stage in ("folds", "refit"):  # a recipe's refit reads its folds' info, a dependent reads its outputs

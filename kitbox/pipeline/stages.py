@@ -17,11 +17,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kitbox import cv, ensemble, fingerprint
-from kitbox.competition import Competition, CompetitionData, Recipe, RunSettings, as_recipe, resolve_options
+from kitbox.pipeline import cv, splits
+from kitbox.pipeline import ensemble
+from kitbox.io import fingerprint
+from kitbox.adapt.contract import Competition, CompetitionData, Recipe, RunSettings, as_recipe
+from kitbox.adapt.options import resolve_options
 from kitbox.errors import InputError
-from kitbox.kaggle import find_data, output_dir
-from kitbox.runs import append_ledger, save_npy, write_json
+from kitbox.io.kaggle import find_data, output_dir
+from kitbox.io.runs import append_ledger, save_npy, write_json
 
 log_ = logging.getLogger("kitbox")
 
@@ -75,7 +78,7 @@ class Report:
         return None if self.blend is None else self.blend["score"]
 
     def summary(self) -> str:
-        from kitbox.summary import summary_text
+        from kitbox.pipeline.summary import summary_text
 
         return summary_text(self)
 
@@ -157,12 +160,12 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
             log: Callable = print) -> Plan:
     """Everything before training, and every check that can fail before training (files, columns, options,
     weights, packages, Kaggle credentials)."""
-    from kitbox.registry import get_competition
+    from kitbox.adapt.registry import get_competition
 
     comp = get_competition(competition) if not isinstance(competition, Competition) else competition
     comp.metric  # noqa: B018 -- an adapter without a metric fails here, not after training
     if submit:
-        from kitbox.kaggle import require_credentials
+        from kitbox.io.kaggle import require_credentials
 
         require_credentials()
     expected = comp.expected_files() if hasattr(comp, "expected_files") else ()
@@ -177,11 +180,11 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
     loaded.is_sample = loaded.is_sample or is_sample
     y = _checked_targets(comp, loaded)
     n_folds, only_folds = _folds_wanted(folds, n_folds or comp.default_folds)
-    fold_ids = cv.make_folds(lambda: comp.split(loaded, n_folds, seed), len(loaded.train))
+    fold_ids = splits.make_folds(lambda: comp.split(loaded, n_folds, seed), len(loaded.train))
     selected = resolve_recipes(comp.recipes(), recipes)
     settings = RunSettings(quick=quick, weights=None if weights is None else str(weights),
                            download_weights=download_weights, from_scratch=from_scratch,
-                           device=_device_type(device), compile=compile, n_folds=cv.n_folds_of(fold_ids),
+                           device=_device_type(device), compile=compile, n_folds=splits.n_folds_of(fold_ids),
                            progress=progress)
     if from_scratch:  # a recipe made for pretrained weights says in its name, folder and summary that it had none
         selected = {f"{n}_from_scratch" if r.pretrained else n: r for n, r in selected.items()}
@@ -196,7 +199,7 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
     if main_rank:
         _describe_configs(plan, fresh)
     _barrier()  # every rank sees the same finished folds before any rank trains
-    n_folds_run = cv.n_folds_of(fold_ids)
+    n_folds_run = splits.n_folds_of(fold_ids)
     for rp in plans.values():
         rp.done_before = {k for k in [*range(n_folds_run), "refit"] if cv.is_done(rp.config_dir, k)}
     return plan
@@ -205,7 +208,7 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
 def _device_type(device: str | None) -> str:
     """"cuda" or "cpu", settled once per run (CUDA when present): recipes' defaults and the fingerprint follow it,
     and each torchrun rank still trains on the GPU of its local rank."""
-    from kitbox.device import choose_device
+    from kitbox.training.device import choose_device
 
     try:
         return choose_device(device).type
@@ -227,7 +230,7 @@ def _describe_configs(plan: Plan, fresh: bool) -> None:
         earlier = sorted((p for p in rp.config_dir.parent.glob("*/config.json") if ".old-" not in p.parent.name),
                          key=lambda p: p.stat().st_mtime)
         if earlier:
-            from kitbox.runs import read_json
+            from kitbox.io.runs import read_json
 
             diff = fingerprint.differences(read_json(earlier[-1]), rp.config)
             shown = "; ".join(d for d in diff if not d.startswith(("function_source", "needs")))[:400]
@@ -241,7 +244,7 @@ def _describe_configs(plan: Plan, fresh: bool) -> None:
 def train(plan: Plan, ray: str | None = None, ray_cpus: int = 1, ray_gpus: float = 0) -> dict[str, cv.RecipeFolds]:
     """Every recipe on every wanted fold (finished folds are reused), then the refits; folds may run on Ray."""
     if ray:
-        from kitbox.ray_runner import run_plan_on_ray
+        from kitbox.pipeline.ray import run_plan_on_ray
 
         run_plan_on_ray(plan, address=ray, cpus_per_task=ray_cpus, gpus_per_task=ray_gpus, log=plan.log)
         for rp in plan.recipes.values():
@@ -293,7 +296,7 @@ def blend(plan: Plan, results: dict[str, cv.RecipeFolds]) -> dict:
 
 def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, out=None) -> Report:
     """metrics.json, the CV plot, the checked submission (run folder copy and ``out``) and one ledger row."""
-    from kitbox.submission import degenerate_warnings, submission_rules, write_checked
+    from kitbox.io.submission import degenerate_warnings, submission_rules, write_checked
 
     comp, metric = plan.competition, plan.metric
     report = Report(comp.slug, metric.name, metric.greater_is_better, cv.cv_report(results, plan.y, metric),
@@ -319,7 +322,7 @@ def _device_note(settings: RunSettings) -> str:
     """Where the models trained and in what precision (the Learner's own choice for a conv net)."""
     import torch
 
-    from kitbox.device import choose
+    from kitbox.training.device import choose
 
     conv = torch.nn.Conv2d(1, 1, 1)  # a stand-in: channels_last applies to conv nets on CUDA
     return f"device: {choose(conv, settings.device, compile=settings.compile).describe()}"
@@ -361,8 +364,8 @@ def _finish(plan: Plan, report: Report, blend_dir: Path | None = None) -> Report
 
 def submit(plan: Plan, report: Report, message: str | None = None) -> Report:
     """Upload the checked submission and wait for the public score (kept in the report and the ledger)."""
-    from kitbox.kaggle import submit as kaggle_submit
-    from kitbox.runs import update_last_ledger_row
+    from kitbox.io.kaggle import submit as kaggle_submit
+    from kitbox.io.runs import update_last_ledger_row
 
     names = "+".join(plan.recipes)
     message = message or f"kitbox {names} CV {report.metric} {report.cv_score:.5f}"
@@ -411,7 +414,7 @@ def _barrier() -> None:
     """Wait for every torchrun rank (a no-op in a plain run)."""
     if "RANK" not in os.environ:
         return
-    from kitbox import distributed
+    from kitbox.training import distributed
 
     if distributed.is_distributed():
         import torch.distributed as dist
@@ -424,7 +427,7 @@ def _join_torchrun() -> tuple[int, bool]:
     (0, False) in a plain run."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, False
-    from kitbox import distributed
+    from kitbox.training import distributed
 
     created = not distributed.is_distributed()
     distributed.init_from_env()
@@ -434,6 +437,6 @@ def _join_torchrun() -> tuple[int, bool]:
 def _leave_torchrun(joined: bool) -> None:
     """Leave the process group this run created (one the caller made stays theirs)."""
     if joined:
-        from kitbox import distributed
+        from kitbox.training import distributed
 
         distributed.shutdown()

@@ -3,7 +3,7 @@
 ``Learner`` holds a model, its loaders, the task (loss + decoding), an AdamW optimizer with one parameter group per
 (layer group, decay or not), and the fit recipes competitors know from fastai: ``fit`` (constant LR),
 ``fit_one_cycle``, ``fit_sgdr``, ``fit_cosine``, ``lr_find``, ``freeze_to``. ``train_step`` is the whole training
-step; ``_fit`` / ``_train_epoch`` the loop around it; callbacks (kitbox.callbacks) hook in at named events.
+step; ``_fit`` / ``_train_epoch`` the loop around it; callbacks (kitbox.training.callbacks) hook in at named events.
 """
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from kitbox import device as devices
-from kitbox import distributed, schedules
-from kitbox.groups import layer_groups, spread_lr
-from kitbox.lr_finder import LRFinderResult, RangeTest, range_test, suggest_lrs
+from kitbox.training import device as devices
+from kitbox.training import distributed
+from kitbox.training import schedules
+from kitbox.training.groups import layer_groups, spread_lr
+from kitbox.training.lr_finder import LRFinderResult, RangeTest, range_test, suggest_lrs
 from kitbox.metrics import named_metric
-from kitbox.plots import Progress, plot_lr_find, write_history
-from kitbox.runs import private_tmp
-from kitbox.tasks import Task
+from kitbox.training.progress import Progress, plot_lr_find, write_history
+from kitbox.io.runs import private_tmp
+from kitbox.training.tasks import Task
 
 
 class TrainingDiverged(RuntimeError):
@@ -40,7 +41,7 @@ class Learner:
     """Train a model on (inputs, target) batches with schedules, layer groups and decoded predictions.
 
     ``device``, ``precision`` ("auto", "fp32", "bf16", "fp16"), ``channels_last`` (None: on for conv nets on CUDA)
-    and ``compile`` are resolved by :func:`kitbox.device.choose`; ``learn.device_setup.describe()`` says what won.
+    and ``compile`` are resolved by :func:`kitbox.training.device.choose`; ``learn.device_setup.describe()`` says what won.
     """
 
     def __init__(self, model: nn.Module, train_loader: Iterable, valid_loader: Iterable | None = None,
@@ -146,7 +147,7 @@ class Learner:
         return self.loss.detach()
 
     def preserving_state(self):
-        """A context in which training changes nothing that lasts: see :func:`kitbox.device.restored_afterwards`."""
+        """A context in which training changes nothing that lasts: see :func:`kitbox.training.device.restored_afterwards`."""
         return devices.restored_afterwards(self.model, self.opt, self.scaler)
 
     # ------------------------------------------------------------------ the training loop

@@ -1,15 +1,6 @@
-"""Ready-made adapters for the common shapes of a Kaggle competition: a new one is a few class attributes.
-
-``TabularCompetition``, ``TextCompetition`` and ``ImageCompetition`` read the files (ids always as text), infer
-the target column(s) and the task from ``sample_submission.csv`` and ``train.csv``, split stratified folds, and
-map predictions onto the sample's rows and columns, whatever its shape: one label column, one probability
-column, one column per class, several target columns, space-separated tags. Their default recipes take columns
-and task from the data, so they serve any competition of that shape::
-
-    class Titanic(TabularCompetition):
-        slug = "titanic"
-        metric_name = "accuracy"
-"""
+"""The shared table base: reading ``train.csv`` / ``test.csv`` / ``sample_submission.csv`` with ids as text,
+inferring targets and task, stratified folds, and mapping predictions onto the sample's shape. The three
+ready-made bases (:mod:`.tabular`, :mod:`.text`, :mod:`.image`) add their inputs and default recipes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kitbox import cv
-from kitbox.competition import Columns, Competition, CompetitionData
+from kitbox.pipeline import splits
+from kitbox.adapt.contract import Columns, Competition, CompetitionData
 from kitbox.errors import InputError
 from kitbox.metrics import get_metric
 
@@ -31,7 +22,7 @@ def is_text(column: pd.Series) -> bool:
 
 
 def _metric_kind(metric) -> str:
-    from kitbox.submission import metric_kind
+    from kitbox.io.submission import metric_kind
 
     return metric_kind(metric)
 
@@ -225,13 +216,13 @@ class TableCompetition(Competition):
             if data.task in ("binary", "multiclass"):
                 from sklearn.model_selection import StratifiedGroupKFold
 
-                return cv._from_splitter(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed), len(y), y, groups)
-            return cv.group_kfold(groups, n_folds, seed)
+                return splits._from_splitter(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed), len(y), y, groups)
+            return splits.group_kfold(groups, n_folds, seed)
         if data.task in ("binary", "multiclass"):
-            return cv.stratified_kfold(y, n_folds, seed)
+            return splits.stratified_kfold(y, n_folds, seed)
         if data.task == "multilabel":
-            return cv.multilabel_stratified_kfold(y, n_folds, seed)
-        return cv.kfold(len(y), n_folds, seed)
+            return splits.multilabel_stratified_kfold(y, n_folds, seed)
+        return splits.kfold(len(y), n_folds, seed)
 
     # ------------------------------------------------------------------------------------ decisions
     @property
@@ -331,237 +322,3 @@ class TableCompetition(Competition):
             values, counts = np.unique(pred, axis=0, return_counts=True)
             return values[counts.argmax()]
         return pred.mean(0)
-
-
-# ---------------------------------------------------------------------------------------------- tabular
-
-
-class TabularCompetition(TableCompetition):
-    """Rows of numbers and categories. Default recipes: LightGBM (the baseline) and an entity-embedding network."""
-
-    cat_names: list[str] | None = None  # default: text/bool columns and integer columns with few values
-    cont_names: list[str] | None = None  # default: the other numeric columns
-    log_target: bool | None = None  # train on log1p(y); default: on for RMSLE / RMSPE
-    join_tables: dict[str, str] = {}  # other CSVs joined on a key column, e.g. {"store.csv": "Store"}
-    date_cols: list[str] | None = None  # expanded into calendar parts; default: columns that hold YYYY-MM-DD dates
-
-    def read_files(self, data_dir: Path):
-        train, test, sample, sample_path = super().read_files(data_dir)
-        for name, key in self.join_tables.items():
-            table = read_table(data_dir, name, what=f" (joined on {key!r})")
-            _require(table, [key], name)
-            if table[key].duplicated().any():
-                raise InputError(f"{name}: {key!r} repeats ({table[key][table[key].duplicated()].iloc[0]!r}); a joined "
-                                 "table needs one row per key")
-            extra = [c for c in table.columns if c == key or c not in train.columns]
-            train = train.merge(table[extra], on=key, how="left")
-            test = test.merge(table[extra], on=key, how="left")
-        return train, test, sample, sample_path
-
-    def build_data(self, data_dir, train, test, sample, sample_path) -> CompetitionData:
-        data = super().build_data(data_dir, train, test, sample, sample_path)
-        for col in self.date_cols if self.date_cols is not None else _date_columns(data.train):
-            from kitbox.tabular.features import add_datepart
-
-            for df in (data.train, data.test):
-                add_datepart(df, col, prefix=f"{col}_", drop=True)
-        cat, cont, dropped = self.feature_columns(data)
-        data.columns.cat, data.columns.cont = cat, cont
-        if dropped:
-            data.notes.append(f"not used as inputs (nearly every value unique, like names or ids): {dropped}; "
-                              "list them in cat_names to use them")
-        _require(data.test, cat + cont, self.test_file)
-        log = self.log_target if self.log_target is not None else self.metric_name in ("rmsle", "rmspe")
-        data.extra["log_target"] = bool(log and data.task == "regression")
-        return data
-
-    def feature_columns(self, data: CompetitionData) -> tuple[list[str], list[str], list[str]]:
-        skip = {data.columns.id, *data.columns.target, *self.drop_cols}
-        candidates = [c for c in data.train.columns if c not in skip and c in data.test.columns]
-        if self.cat_names is not None or self.cont_names is not None:
-            return list(self.cat_names or []), list(self.cont_names or []), []
-        cat, cont, dropped = [], [], []
-        keys = set(self.join_tables.values())  # a join key (Store) names an entity: a category, however many
-        for c in candidates:
-            col = data.train[c]
-            if c in keys:
-                cat.append(c)
-            elif pd.api.types.is_float_dtype(col) or (pd.api.types.is_integer_dtype(col) and col.nunique() > MAX_CAT_CARD):
-                cont.append(c)
-            elif is_text(col) and col.nunique() > 0.5 * len(col) and col.nunique() > MAX_CAT_CARD:
-                dropped.append(c)
-            else:
-                cat.append(c)
-        return cat, cont, dropped
-
-    def recipes(self):
-        from kitbox.recipes import tabular
-
-        return {"lightgbm": tabular.lightgbm, "entity_embedding": tabular.entity_embedding}
-
-
-def _date_columns(df: pd.DataFrame) -> list[str]:
-    """Text columns whose values look like dates (2015-07-31, 2015/07/31 12:00)."""
-    found = []
-    for c in df.columns:
-        if not is_text(df[c]):
-            continue
-        head = df[c].dropna().astype(str).head(200)
-        if len(head) and head.str.fullmatch(r"\d{4}[-/]\d{2}[-/]\d{2}([ T].*)?").mean() > 0.95:
-            found.append(c)
-    return found
-
-
-# ---------------------------------------------------------------------------------------------- text
-
-
-class TextCompetition(TableCompetition):
-    """One or more free-text columns. Default recipes: TF-IDF + logistic regression and frozen sentence vectors
-    (the cheap baselines), a fine-tuned transformer and ULMFiT."""
-
-    text_cols: list[str] | None = None  # default: every text column of train and test, the longest last
-
-    def build_data(self, data_dir, train, test, sample, sample_path) -> CompetitionData:
-        data = super().build_data(data_dir, train, test, sample, sample_path)
-        if self.text_cols is not None:
-            _require(data.train, self.text_cols, self.train_file)
-            _require(data.test, self.text_cols, self.test_file)
-            data.columns.text = list(self.text_cols)
-        else:
-            skip = {data.columns.id, *data.columns.target, *self.drop_cols}
-            found = [c for c in data.train.columns if c not in skip and c in data.test.columns
-                     and is_text(data.train[c])]
-            if not found:
-                raise InputError(f"{self.train_file} has no text column besides the id and target; set text_cols")
-            lengths = {c: data.train[c].fillna("").astype(str).str.len().mean() for c in found}
-            data.columns.text = sorted(found, key=lengths.get)
-        from kitbox.text.tokenizer import text_notes
-
-        for df, where in ((data.train, self.train_file), (data.test, self.test_file)):
-            for c in data.columns.text:
-                df[c] = df[c].astype("object").where(df[c].notna(), None)
-            data.notes += text_notes(df, data.columns.text, where)  # empty, undecodable or very long texts, counted
-        return data
-
-    def recipes(self):
-        from kitbox.recipes import text
-
-        return {"tfidf": text.tfidf, "sentence_vectors": text.sentence_vectors, "transformer": text.transformer,
-                "ulmfit": text.ulmfit}
-
-
-# ---------------------------------------------------------------------------------------------- images
-
-
-class ImageCompetition(TableCompetition):
-    """Images: class folders (``train/cat/*.jpg``), labels in file names (``cat.1.jpg``), a CSV of ids and labels
-    beside an image folder, or pixel columns in the CSV (Digit Recognizer). Default recipes: a linear head on
-    frozen pretrained features (the cheap baseline) and a pretrained timm CNN with TTA."""
-
-    train_dir: str = "train"  # the training images (class sub-folders, or files)
-    test_dir: str = "test"  # the test images; ids are file names without their suffix
-    label_pattern: str | None = None  # a regex on file names whose first group is the label, e.g. r"^(cat|dog)\."
-    image_col: str | None = None  # CSV layout: the column naming each image (default: the id column)
-    image_suffix: str = ""  # CSV layout: appended to the id to name the file, e.g. ".jpg"
-    pixel_prefix: str | None = None  # pixel layout: columns pixel0..pixelN
-    image_shape: tuple[int, int] | None = None  # pixel layout: (height, width); default: a square
-
-    def layout(self, data_dir: Path) -> str:
-        if self.pixel_prefix:
-            return "pixels"
-        if self.label_pattern:
-            return "filenames"
-        if find_file(data_dir, self.train_file) is not None:
-            return "csv"
-        folder = data_dir / self.train_dir
-        if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
-            return "folders"
-        raise InputError(f"cannot tell how {data_dir} holds its images: no {self.train_file}, and {folder} has no class "
-                         "sub-folders. Set label_pattern (labels in file names), pixel_prefix, or train_file/image_col")
-
-    def expected_files(self) -> list[str]:
-        return [self.sample_file, f"{self.train_dir}/ or {self.train_file}", f"{self.test_dir}/ or {self.test_file}"]
-
-    def read_files(self, data_dir: Path):
-        layout = self.layout(data_dir)
-        if layout in ("pixels", "csv"):
-            return super().read_files(data_dir)
-        from kitbox.vision.data import from_filenames, from_folders, from_unlabelled
-
-        sample = read_table(data_dir, self.sample_file, what=" (the sample submission)", all_text=True)
-        sample_path = find_file(data_dir, self.sample_file)
-        id_col = self.id_col or sample.columns[0]
-        items = (from_filenames(data_dir / self.train_dir, self.label_pattern) if layout == "filenames"
-                 else from_folders(data_dir / self.train_dir))
-        target = list(sample.columns[1:])[0] if self.target is None and sample.shape[1] == 2 else (self.target or "label")
-        train = pd.DataFrame({id_col: items.ids, "path": [str(p) for p in items.paths],
-                              target: [items.classes[i] for i in items.labels]})
-        test_items = from_unlabelled(data_dir / self.test_dir)
-        test = pd.DataFrame({id_col: [str(i) for i in test_items.ids], "path": [str(p) for p in test_items.paths]})
-        self._skipped = (items, test_items)
-        return train, test, sample, sample_path
-
-    def target_columns(self, train, sample):
-        if "path" in train.columns and self.target is None and sample.shape[1] == 2:
-            return [sample.columns[1]] if sample.columns[1] in train.columns else [c for c in train.columns
-                                                                                 if c not in ("path", sample.columns[0])]
-        return super().target_columns(train, sample)
-
-    def build_data(self, data_dir, train, test, sample, sample_path) -> CompetitionData:
-        data = super().build_data(data_dir, train, test, sample, sample_path)
-        train_items, test_items = getattr(self, "_skipped", (None, None))
-        if train_items is not None and train_items.skipped:
-            data.notes.append(f"training images: {train_items.skipped_summary()}")
-        if test_items is not None and test_items.skipped:
-            data.notes.append(f"test images: {test_items.skipped_summary()}; their rows get the mean test prediction "
-                              "(the most common label for a label metric)")
-        self.attach_images(data)
-        return data
-
-    def attach_images(self, data: CompetitionData) -> None:
-        from kitbox.vision.data import ImageItems, from_pixels
-
-        if self.pixel_prefix:
-            cols = [c for c in data.train.columns if c.startswith(self.pixel_prefix)]
-            side = int(round(len(cols) ** 0.5))
-            shape = self.image_shape or (side, side)
-            wanted = [f"{self.pixel_prefix}{i}" for i in range(shape[0] * shape[1])]
-            for file, table in ((self.train_file, data.train), (self.test_file, data.test)):
-                missing = [c for c in wanted if c not in table.columns]
-                if missing:  # a missing pixel fails here, at load, named: not inside the first fold
-                    more = " and more" if len(missing) > 5 else ""
-                    raise InputError(f"{data.data_dir / file} has no pixel column(s) {missing[:5]}{more}: a "
-                                     f"{shape[0]}x{shape[1]} image is {len(wanted)} columns {wanted[0]}.."
-                                     f"{wanted[-1]}")
-            data.train_images = from_pixels(data.train, self.pixel_prefix, shape, label_col=None)
-            data.test_images = from_pixels(data.test, self.pixel_prefix, shape, label_col=None)
-            return
-        if "path" not in data.train.columns:  # CSV layout: the image files named by a column
-            folder = data.data_dir / self.train_dir
-            col = self.image_col or data.columns.id
-            data.train["path"] = [str(folder / f"{v}{self.image_suffix}") for v in data.train[col].astype(str)]
-            test_folder = data.data_dir / self.test_dir
-            data.test["path"] = [str(test_folder / f"{v}{self.image_suffix}") for v in data.test[col].astype(str)]
-        data.train_images = ImageItems(paths=[Path(p) for p in data.train["path"]], ids=list(data.train[data.columns.id]))
-        data.test_images = ImageItems(paths=[Path(p) for p in data.test["path"]], ids=list(data.test[data.columns.id]))
-
-    def check_ids(self, data: CompetitionData) -> None:
-        if "path" in data.test.columns:  # test images listed from the folder: unreadable ones get the prior
-            return self._fill_missing_test(data)
-        return super().check_ids(data)
-
-    def _fill_missing_test(self, data: CompetitionData) -> None:
-        id_col = data.columns.id
-        have = set(data.test[id_col].astype(str))
-        missing = [i for i in data.sample_submission[id_col] if i.strip() not in have]
-        if len(missing) > 0.01 * len(data.sample_submission) + 5:
-            raise InputError(f"{len(missing)} ids of {self.sample_file} have no image in {self.test_dir}/, e.g. "
-                             f"{missing[:5]} (test files look like {sorted(have)[:3]})")
-        data.extra["missing_test_ids"] = missing
-
-    def recipes(self):
-        from kitbox.recipes import vision
-
-        if self.pixel_prefix:
-            return {"small_cnn": vision.small_cnn}
-        return {"linear_probe": vision.linear_probe, "cnn": vision.cnn}

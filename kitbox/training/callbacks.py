@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from kitbox.learner import Learner
+    from kitbox.training.learner import Learner
 
 
 class Callback:

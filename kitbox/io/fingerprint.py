@@ -64,7 +64,7 @@ def code_version() -> dict:
     """kitbox's version, and the git revision of its checkout when it is one (with a mark for uncommitted edits)."""
     from kitbox import __version__
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = {"kitbox": __version__, "git": None}
     if (root / ".git").exists():
         try:

@@ -150,7 +150,7 @@ def load_file(path: Path):
 
 
 def _competition_classes(module):
-    from kitbox.competition import Competition
+    from kitbox.adapt.contract import Competition
 
     return [c for _, c in inspect.getmembers(module, inspect.isclass)
             if issubclass(c, Competition) and c.__module__ == module.__name__]
@@ -183,7 +183,7 @@ def load_class(target: str):
 
 def get_competition(name):
     """An adapter instance for a slug, an alias, ``path.py[:Class]`` or ``module:Class``."""
-    from kitbox.competition import Competition
+    from kitbox.adapt.contract import Competition
 
     if isinstance(name, Competition):
         return name

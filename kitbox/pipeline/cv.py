@@ -1,115 +1,19 @@
-"""Cross-validation: fold schemes, and the fold runner that trains each recipe on each fold and keeps
-out-of-fold (OOF) and test predictions on disk one finished fold at a time, so a killed run resumes.
-
-A fold assignment is an int array, one fold id per training row; ``-1`` marks rows that are only ever
-trained on (e.g. everything before a time holdout). Fold ``k`` validates on the rows with id ``k`` and
-trains on all other rows.
-"""
+"""The fold runner: trains each recipe on each fold (fold schemes: :mod:`kitbox.pipeline.splits`) and keeps
+out-of-fold (OOF) and test predictions on disk one finished fold at a time, so a killed run resumes."""
 from __future__ import annotations
 
 import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import pandas as pd
 
-from kitbox.competition import CompetitionData, FoldContext, FoldPredictions, Recipe, RunSettings
-from kitbox.ensemble import RANK_METRICS, fold_mean, snapshot_mean
+from kitbox.adapt.contract import CompetitionData, FoldContext, FoldPredictions, Recipe, RunSettings
+from kitbox.pipeline.ensemble import RANK_METRICS, fold_mean, snapshot_mean
 from kitbox.metrics import Metric, get_metric
-from kitbox.runs import load_npy, read_json, save_npy, write_json
-
-# ---------------------------------------------------------------------------------------------- fold schemes
-
-
-def _from_splitter(splitter, n_rows: int, y=None, groups=None) -> np.ndarray:
-    folds = np.full(n_rows, -1, dtype=np.int64)
-    for k, (_, valid_idx) in enumerate(splitter.split(np.zeros((n_rows, 1)), y, groups)):
-        folds[valid_idx] = k
-    return folds
-
-
-def kfold(n_rows: int, n_folds: int = 5, seed: int = 42) -> np.ndarray:
-    from sklearn.model_selection import KFold
-
-    return _from_splitter(KFold(n_folds, shuffle=True, random_state=seed), n_rows)
-
-
-def stratified_kfold(y, n_folds: int = 5, seed: int = 42) -> np.ndarray:
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(y)
-    return _from_splitter(StratifiedKFold(n_folds, shuffle=True, random_state=seed), len(y), y)
-
-
-def group_kfold(groups, n_folds: int = 5, seed: int = 42) -> np.ndarray:
-    """Every row of a group (a store, a patient, a photographer) lands in the same fold."""
-    from sklearn.model_selection import GroupKFold
-
-    groups = np.asarray(groups)
-    return _from_splitter(GroupKFold(n_folds, shuffle=True, random_state=seed), len(groups), groups=groups)
-
-
-def multilabel_stratified_kfold(y, n_folds: int = 5, seed: int = 42) -> np.ndarray:
-    """Folds that keep each label's frequency, for 0/1 targets of shape (n, labels) (iterstrat)."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    y = np.asarray(y)
-    return _from_splitter(MultilabelStratifiedKFold(n_folds, shuffle=True, random_state=seed), len(y), y)
-
-
-def time_holdout(dates, valid_period: str | None = None, cutoff=None, valid_frac: float | None = None) -> np.ndarray:
-    """One fold (id 0) of the latest rows, the rest ``-1``: like Kaggle's test period follows train.
-
-    Say where validation starts with ``cutoff`` (rows on or after it), ``valid_period`` (the last
-    ``"42D"`` before and including the newest date) or ``valid_frac`` (about that share of rows).
-    """
-    dates = pd.to_datetime(pd.Series(dates)).to_numpy()
-    if sum(x is not None for x in (valid_period, cutoff, valid_frac)) != 1:
-        raise ValueError("time_holdout: give exactly one of valid_period, cutoff, valid_frac")
-    if valid_period is not None:
-        valid = dates > dates.max() - pd.Timedelta(valid_period).to_timedelta64()
-    elif cutoff is not None:
-        valid = dates >= np.datetime64(pd.Timestamp(cutoff))
-    else:
-        valid = dates >= np.quantile(dates.astype("int64"), 1 - valid_frac).astype(dates.dtype)
-    if valid.all() or not valid.any():
-        raise ValueError(f"time_holdout: the holdout has {valid.sum()} of {len(valid)} rows; choose another cutoff")
-    return np.where(valid, 0, -1).astype(np.int64)
-
-
-def time_blocks(dates, n_folds: int = 5) -> np.ndarray:
-    """Contiguous periods of about equal row counts as folds; all rows of one date share a fold."""
-    dates = pd.to_datetime(pd.Series(dates))
-    per_date = dates.value_counts().sort_index()
-    rows_before = per_date.cumsum() - per_date
-    block = (rows_before.to_numpy() * n_folds // len(dates)).astype(np.int64)
-    return dates.map(dict(zip(per_date.index, block))).to_numpy(dtype=np.int64)
-
-
-def check_folds(folds, n_rows: int) -> np.ndarray:
-    """Fold ids as int64, one per row, numbered 0..K-1 with every fold non-empty."""
-    folds = np.asarray(folds)
-    if folds.shape != (n_rows,):
-        raise ValueError(f"fold assignment has shape {folds.shape}, expected one fold id per training row ({n_rows},)")
-    if not np.issubdtype(folds.dtype, np.integer):
-        raise ValueError(f"fold ids must be integers, got dtype {folds.dtype}")
-    ids = np.unique(folds[folds >= 0])
-    if len(ids) == 0 or not np.array_equal(ids, np.arange(len(ids))) or (folds < -1).any():
-        raise ValueError(f"fold ids must be -1 or 0..K-1 with no gaps, got {np.unique(folds).tolist()}")
-    return folds.astype(np.int64)
-
-
-def n_folds_of(folds: np.ndarray) -> int:
-    return int(folds.max()) + 1
-
-
-def make_folds(split, n_rows: int) -> np.ndarray:
-    """``split()`` (the adapter's fold assignment) checked: one id per training row, 0..K-1 with no gaps."""
-    return check_folds(split(), n_rows)
-
+from kitbox.io.runs import load_npy, read_json, save_npy, write_json
+from kitbox.pipeline.splits import n_folds_of
 
 # ---------------------------------------------------------------------------------------------- fold runner
 
@@ -134,7 +38,7 @@ class RecipePlan:
     name: str
     recipe: Recipe
     options: object
-    config: dict  # what shaped the folds (kitbox.fingerprint.recipe_config); its hash names ``config_dir``
+    config: dict  # what shaped the folds (kitbox.io.fingerprint.recipe_config); its hash names ``config_dir``
     config_dir: Path
     needs: dict[str, Path] = field(default_factory=dict)  # config folders of the recipes this one reads
     cache_dir: Path | None = None  # the run's content-addressed caches (backbone features), shared by recipes
@@ -309,7 +213,8 @@ def run_cv(data: CompetitionData, folds: np.ndarray, recipes: dict, y, metric, r
            refit: bool = False) -> dict[str, RecipeFolds]:
     """Cross-validate recipe functions in ``run_dir/<recipe>/fold<k>`` without fingerprints (notebooks, tests):
     the pipeline (:func:`kitbox.run`) keeps each configuration in its own folder instead."""
-    from kitbox.competition import as_recipe, resolve_options
+    from kitbox.adapt.contract import as_recipe
+    from kitbox.adapt.options import resolve_options
 
     recipes = {name: as_recipe(r) for name, r in recipes.items()}
     typed = resolve_options(recipes, options or {})

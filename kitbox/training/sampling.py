@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kitbox import distributed
+from kitbox.training import distributed
 
 
 class TensorLoader:
@@ -20,7 +20,7 @@ class TensorLoader:
     Under data parallelism (torch.distributed initialised) ``batch_size`` is the global batch: every rank draws
     the same shuffled index (same seed) and takes rows ``rank::world_size`` of each batch, so N processes see
     exactly the batches one process would. A last batch with fewer rows than ranks is padded on the ranks left
-    without a row (see :func:`kitbox.distributed.batch_share`), so no rank steps on an empty batch.
+    without a row (see :func:`kitbox.training.distributed.batch_share`), so no rank steps on an empty batch.
     """
 
     def __init__(self, *tensors: torch.Tensor, batch_size: int = 512, shuffle: bool = False,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kitbox.runs import atomic_write_text
+from kitbox.io.runs import atomic_write_text
 
 
 class SubmissionError(ValueError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kitbox.lr_finder import LRFinderResult
-from kitbox.runs import private_tmp
+from kitbox.training.lr_finder import LRFinderResult
+from kitbox.io.runs import private_tmp
 
 
 def _pyplot():
