@@ -4,13 +4,14 @@ its embedded sample, in quick mode, seed 42. A refactor that claims "behaviour u
     python bench/oof_digests.py --write bench/oof_digests.json     # before the change
     python bench/oof_digests.py --check bench/oof_digests.json     # after: every recipe's OOF and test bytes equal
 
-The digests are of torch's CPU arithmetic on one machine (torch, numpy and CPU as recorded in the file); another
-machine or torch version may differ in the last bit without anything being wrong. Dogs vs Cats needs the ImageNet
+The digests are of torch's CPU arithmetic on one machine (library versions and CPU as recorded in the file); another
+CPU or library version may differ in the last bit without anything being wrong. Dogs vs Cats needs the ImageNet
 weights in ../shared/weights (skipped without them)."""
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import platform
 import sys
@@ -27,9 +28,27 @@ WEIGHTS = REPO.parent / "shared" / "weights" / "efficientnet_lite0.in1k.safetens
 COMPETITIONS = ["digits", "rossmann", "disaster-tweets", "dogs-vs-cats"]
 
 
+def cpu() -> str:
+    """The CPU's model and a digest of its instruction-set flags: float kernels (BLAS, oneDNN, LightGBM's
+    histograms) pick their code path by these, so two machines that differ here may differ in the last bit."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = hashlib.sha256(" ".join(sorted(fields.get("flags", "").split())).encode()).hexdigest()[:12]
+    return f"{fields.get('model name', platform.machine())} (flags {flags})"
+
+
 def environment() -> dict:
-    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "processor": platform.processor()}
+    versions = {}
+    for module in ("torch", "numpy", "pandas", "sklearn", "lightgbm", "timm"):
+        try:
+            versions[module] = importlib.import_module(module).__version__
+        except ImportError:
+            versions[module] = None
+    return {**versions, "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu()}
 
 
 def digests(name: str, run_dir: Path) -> dict[str, str]:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from kitbox.training.groups import layer_groups
-from kitbox.tabular.features import (add_datepart, days_since_until, group_statistics, group_trend, parse_groups,
-                                     window_counts)
+from kitbox.tabular.features import (GroupTrend, add_datepart, days_since_until, group_statistics, group_trend,
+                                     parse_groups, parse_trend, show_groups, show_trend, window_counts)
 from kitbox.tabular.gbm import category_levels, gbm_frame, objective, stack_columns
 from kitbox.tabular.model import (TabularModel, add_embeddings, embedding_frames, embedding_width, load_embeddings,
                                   save_embeddings)
@@ -187,13 +187,22 @@ def _group_rows():
 
 def test_group_statistics_are_the_training_rows_means_and_stds():
     train, y, apply = _group_rows()
-    assert parse_groups("store; store+promo ;") == [["store"], ["store", "promo"]]
+    assert parse_groups("store; store+promo ;") == (("store",), ("store", "promo"))
     (stats,) = group_statistics(train, {"y": y, "t": train["t"].to_numpy()}, parse_groups("store;store+promo"), [apply])
     mine = (train["store"] == 1) & (train["promo"] == 0)
     assert stats.loc[0, "store_y_mean"] == pytest.approx(y[train["store"] == 1].mean(), rel=1e-6)
     assert stats.loc[0, "store_promo_y_std"] == pytest.approx(np.std(y[mine], ddof=1), rel=1e-5)
     assert stats.loc[1, "store_t_mean"] == pytest.approx(train.loc[train["store"] == 3, "t"].mean(), rel=1e-6)
     assert stats.loc[2].isna().all()  # store 9 never trained: unknown, not 0
+
+
+def test_group_and_trend_specs_parse_and_write_back():
+    assert show_groups(parse_groups("Store;Store+Promo")) == "Store;Store+Promo"
+    assert parse_trend(" Store + Promo @ Elapsed") == GroupTrend(("Store", "Promo"), "Elapsed")
+    assert show_trend(parse_trend("Store@Elapsed")) == "Store@Elapsed"
+    for bad in ("Store", "@Elapsed", "Store@"):
+        with pytest.raises(ValueError, match="GROUP@TIME_COLUMN"):
+            parse_trend(bad)
 
 
 def test_group_trend_is_each_groups_least_squares_line():

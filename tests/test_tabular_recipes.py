@@ -170,8 +170,10 @@ def test_options_are_typed_and_checked_before_training(comps, tmp_path):
         _run(comps["regression"], tmp_path, "lightgbm", rounds="many")
     with pytest.raises(OptionError, match="epochs"):
         _run(comps["regression"], tmp_path, "entity_embedding", epochs=2.5)
-    with pytest.raises(InputError, match="categorical='bogus'"):
+    with pytest.raises(OptionError, match="categorical='bogus': expected one of 'codes', 'native'"):
         _run(comps["regression"], tmp_path, "lightgbm", categorical="bogus")
+    with pytest.raises(OptionError, match="trend='Store': .*write it GROUP@TIME_COLUMN"):
+        _run(comps["regression"], tmp_path, "lightgbm", trend="Store")
     with pytest.raises(InputError, match="group_stats.*NoSuchColumn"):
         _run(comps["regression"], tmp_path, "lightgbm", group_stats="Store+NoSuchColumn")
     assert not list((tmp_path / "run").glob("*/*/fold0"))  # nothing trained

@@ -8,12 +8,15 @@ folds found by early stopping, and the network repeats its fold schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
+from kitbox.adapt.options import Syntax
 from kitbox.errors import InputError
+from kitbox.tabular.features import GroupTrend, parse_groups, parse_trend, show_groups, show_trend
 
 # ---------------------------------------------------------------------------------------------- shared
 
@@ -63,6 +66,12 @@ def _refit_empty(test: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- LightGBM
 
 
+# options written in a syntax of their own: parsed (and a mistake named) before any training
+GroupsSpec = Annotated[tuple[tuple[str, ...], ...],
+                       Syntax(parse_groups, show_groups, "GROUP;GROUP+GROUP, e.g. 'Store;Store+Promo'")]
+TrendSpec = Annotated[GroupTrend, Syntax(parse_trend, show_trend, "GROUP@TIME_COLUMN, e.g. 'Store@Elapsed'")]
+
+
 @dataclass(frozen=True)
 class LightGBMOptions:
     rounds: int | None = None  # boosting rounds; None: early stopping on the fold's validation rows finds them
@@ -74,59 +83,47 @@ class LightGBMOptions:
     colsample: float = 0.8  # feature_fraction: share of columns each tree sees
     subsample: float = 0.8  # bagging_fraction: share of rows each tree sees
     l2: float = 1.0  # lambda_l2
-    categorical: str = "codes"  # "codes": sorted ordinal codes; "native": LightGBM's categorical (set) splits
-    extra_cont: str = ""  # "C,D": more numeric columns for the trees only, beyond data.columns.cont
-    group_stats: str = ""  # "A;A+B": per group, mean and std of the (log) target over the fold's training rows
-    stats_of: str = ""  # "C,D": columns only train has (Rossmann's Customers), averaged per group as well
-    trend: str = ""  # "A@T": per value of A, the target's least-squares line over the time column T
+    categorical: Literal["codes", "native"] = "codes"  # "codes": sorted ordinal codes; "native": LightGBM's categorical (set) splits
+    extra_cont: tuple[str, ...] = ()  # "C,D": more numeric columns for the trees only, beyond data.columns.cont
+    group_stats: GroupsSpec = ()  # "A;A+B": per group, mean and std of the (log) target over the fold's training rows
+    stats_of: tuple[str, ...] = ()  # "C,D": columns only train has (Rossmann's Customers), averaged per group as well
+    trend: TrendSpec | None = None  # "A@T": per value of A, the target's least-squares line over the time column T
     recent: float = 0.0  # with trend: also each group's mean target over its last `recent` units of T
     embed_above: int = 30  # lightgbm_embeddings: columns with more categories get the network's learned vectors
     refit_scale: bool = True  # refit rounds scaled by (all rows / a fold's training rows): more rows, more rounds
     threads: int | None = None  # None: 1 below 200k rows (OpenMP spins on a busy machine), all cores above
 
 
-def _names(text: str) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()]
-
-
 def _check_lightgbm(data, settings, opts: LightGBMOptions) -> None:
     from kitbox.tabular.gbm import lightgbm_module
 
     lightgbm_module()
-    if opts.categorical not in ("codes", "native"):
-        raise InputError(f"lightgbm: categorical={opts.categorical!r}; use 'codes' or 'native'")
-    if opts.trend and "@" not in opts.trend:
-        raise InputError(f"lightgbm: trend={opts.trend!r}; write it GROUP@TIME_COLUMN, e.g. 'Store@Elapsed'")
     missing = sorted({c for c in _statistics_columns(opts) if c not in data.train.columns})
-    missing += [c for c in _names(opts.extra_cont) if c not in data.train.columns or c not in data.test.columns]
+    missing += [c for c in opts.extra_cont if c not in data.train.columns or c not in data.test.columns]
     if missing:
         raise InputError(f"lightgbm: group_stats / stats_of / trend / extra_cont name column(s) {missing} that the "
                          f"data lacks; train's columns: {list(data.train.columns)[:40]}")
 
 
 def _statistics_columns(opts: LightGBMOptions) -> list[str]:
-    from kitbox.tabular.features import parse_groups
-
-    keys, _, time_col = opts.trend.partition("@")
-    columns = [k for g in parse_groups(opts.group_stats) for k in g] + _names(opts.stats_of)
-    return columns + (keys.split("+") + [time_col] if opts.trend else [])
+    columns = [k for group in opts.group_stats for k in group] + list(opts.stats_of)
+    return columns + ([*opts.trend.keys, opts.trend.time] if opts.trend else [])
 
 
 def _fold_statistics(ctx: FoldContext, y_fit: np.ndarray, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
     """The options' per-group statistics, from this fold's training rows only (``frames[0]``), as columns for
     each of ``frames``."""
-    from kitbox.tabular.features import group_statistics, group_trend, parse_groups
+    from kitbox.tabular.features import group_statistics, group_trend
 
     opts, train = ctx.options, frames[0]
     blocks = [[] for _ in frames]
     if opts.group_stats:
         values = {"y": y_fit[ctx.train_idx]}
-        values.update({c: train[c].to_numpy(np.float64) for c in _names(opts.stats_of)})
-        for block, stats in zip(blocks, group_statistics(train, values, parse_groups(opts.group_stats), frames)):
+        values.update({c: train[c].to_numpy(np.float64) for c in opts.stats_of})
+        for block, stats in zip(blocks, group_statistics(train, values, opts.group_stats, frames)):
             block.append(stats)
     if opts.trend:
-        keys, _, time_col = opts.trend.partition("@")
-        found = group_trend(train, y_fit[ctx.train_idx], keys.split("+"), time_col, frames, opts.recent)
+        found = group_trend(train, y_fit[ctx.train_idx], list(opts.trend.keys), opts.trend.time, frames, opts.recent)
         for block, stats in zip(blocks, found):
             block.append(stats)
     return [pd.concat(block, axis=1) if block else pd.DataFrame(index=f.index) for block, f in zip(blocks, frames)]
@@ -149,7 +146,7 @@ def _gbm_inputs(ctx: FoldContext, y_fit: np.ndarray, embeddings=None) -> GBMInpu
 
     data, opts = ctx.data, ctx.options
     cat, cont = _columns(data, "lightgbm")
-    cont = cont + [c for c in _names(opts.extra_cont) if c not in cont]
+    cont = cont + [c for c in opts.extra_cont if c not in cont]
     needed = list(dict.fromkeys(cat + cont + _statistics_columns(opts)))
     rows = [_rows(data.train, ctx.train_idx, needed), _rows(data.train, ctx.valid_idx, needed), data.test]
     levels = category_levels(rows[0], cat)
@@ -262,25 +259,22 @@ class EntityEmbeddingOptions:
     epochs: int | None = None  # None: sized from the data (enough optimizer steps on small tables, at most 20)
     lr: float = 3e-3  # one-cycle peak learning rate
     bs: int | None = None  # batch size; None: 1024 from 400k rows, 512 below, less under 16k rows (auto_batch_size)
-    layers: str = ""  # hidden widths "1000,500"; "": fast.ai's 1000-500 from 400k rows, narrower below
-    ps: str = "0.001,0.01"  # dropout per hidden layer
+    layers: tuple[int, ...] = ()  # hidden widths "1000,500"; "": fast.ai's 1000-500 from 400k rows, narrower below
+    ps: tuple[float, ...] = (0.001, 0.01)  # dropout per hidden layer
     emb_drop: float = 0.04  # dropout on the concatenated embeddings
     wd: float = 0.2  # AdamW weight decay
     lr_find: bool = True  # run the LR range test on each scored fold and save its plot (lr_find.png)
 
 
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"entity_embedding: {what}={text!r}; give comma-separated numbers, e.g. '1000,500'") from None
+def _listed(values) -> str:
+    return ",".join(map(str, values))
 
 
 def _check_entity_embedding(data, settings, opts: EntityEmbeddingOptions) -> None:
-    layers, ps = _floats(opts.layers, "layers") or [1000, 500], _floats(opts.ps, "ps")
+    layers, ps = opts.layers or (1000, 500), opts.ps
     if len(ps) != len(layers):
-        raise InputError(f"entity_embedding: {len(ps)} dropout value(s) in ps={opts.ps!r} for {len(layers)} layer(s) "
-                         f"in layers={opts.layers!r}; give one per layer")
+        raise InputError(f"entity_embedding: {len(ps)} dropout value(s) in ps={_listed(ps)!r} for {len(layers)} layer(s) "
+                         f"in layers={_listed(layers)!r}; give one per layer")
     _columns(data, "entity_embedding")
 
 
@@ -309,9 +303,9 @@ def _fit_network(ctx: FoldContext, y_fit: np.ndarray):
     bs = opts.bs or auto_batch_size(len(train))
     train_dl, valid_dl = tabular_loaders(processor, train, y_train, valid if len(valid) else None,
                                          y_fit[ctx.valid_idx].astype(np.float32), batch_size=bs, seed=ctx.seed)
-    layers = tuple(int(w) for w in _floats(opts.layers, "layers")) or auto_layers(len(train))
+    layers = opts.layers or auto_layers(len(train))
     learn = tabular_learner(processor, train_dl, valid_dl, task=_nn_task(ctx, y_fit[ctx.train_idx]), layers=layers,
-                            ps=_floats(opts.ps, "ps"), emb_drop=opts.emb_drop, wd=opts.wd, seed=ctx.seed,
+                            ps=list(opts.ps), emb_drop=opts.emb_drop, wd=opts.wd, seed=ctx.seed,
                             run_dir=ctx.fold_dir, progress=ctx.settings.progress, device=ctx.settings.device)
     epochs = 1 if ctx.quick else (opts.epochs or auto_epochs(len(train), bs, base_epochs=5))
     info = {"epochs": epochs, "lr": opts.lr, "bs": bs, "layers": list(layers)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -449,7 +450,7 @@ def _fine_tune(ctx: FoldContext, backbone, train_dl, task, seed: int, k: int):
 
 @dataclass(frozen=True)
 class UlmfitOptions:
-    schedule: str = "plain"  # "plain": every layer, one cycle; "gradual": the paper's gradual unfreezing
+    schedule: Literal["plain", "gradual"] = "plain"  # "plain": every layer, one cycle; "gradual": the paper's gradual unfreezing
     epochs: int = 2  # classifier epochs (gradual: of the last, all-layer stage); 1 with --quick
     lr: float = 5e-3  # plain: one LR for every layer
     gradual_lr: float = 2e-2  # gradual: the first stage's top LR, halved per stage
@@ -463,14 +464,9 @@ class UlmfitOptions:
     word_vectors: str = "auto"  # LM embedding init: "auto" (the pretrained transformer when found), "none", a folder
 
 
-SCHEDULES = ("plain", "gradual")
-
-
 def ulmfit_preflight(data, settings, options: UlmfitOptions) -> None:
-    """An unknown schedule or a word-vector folder that is not there fails before the language model trains."""
-    if options.schedule not in SCHEDULES:
-        raise InputError(f"ulmfit: unknown schedule {options.schedule!r}; use --set schedule=plain or "
-                         "--set schedule=gradual")
+    """A word-vector folder that is not there fails before the language model trains (the options layer has
+    checked the schedule)."""
     if options.word_vectors not in ("auto", "none"):
         pretrained_folder(settings, options.word_vectors)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ DEFAULT_ARCH = "efficientnet_lite0"
 class LinearProbeOptions:
     arch: str = DEFAULT_ARCH  # timm backbone; "a,b" concatenates several backbones' features
     size: int | None = None  # image side the features see; None: 224 (128 on the embedded sample)
-    cs: str = "0.003,0.01,0.03,0.1,0.3,1"  # logistic regression's C (ridge: alpha = 1 / C) tried by inner CV
+    cs: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # logistic regression's C (ridge: alpha = 1 / C),
+    #                                                           tried by inner CV
     inner_folds: int = 3  # inner CV folds on the fold's training rows that choose C
 
 
@@ -44,8 +46,9 @@ class CNNOptions:
     size: int | None = None  # features and prediction side; None: 224 (128 on the embedded sample)
     head_epochs: int | None = None  # None: enough for ~300 optimizer steps, at least 8 (~100, 3 with --quick)
     lr: float | None = None  # head LR; None: lr_find's valley (from scratch: 3e-3)
-    ft_sizes: str = "auto"  # unfrozen phase, one SGDR cycle per size ("128,224"); "": head only (from scratch:
-    #                         size x3); "auto": on a GPU progressive resizing to full size (size/2, size), on the CPU ""
+    ft_sizes: Literal["auto"] | tuple[int, ...] = "auto"  # unfrozen phase, one SGDR cycle per size ("128,224");
+    #   "": head only (from scratch: size x3); "auto": on a GPU progressive resizing to full size (size/2, size),
+    #   on the CPU ""
     ft_lr: float | None = None  # unfrozen LR of the last group; None: head LR / 10 (from scratch: the head LR)
     calib_frac: float = 0.15  # unfrozen phase: training rows held out to calibrate on (the head uses inner CV)
     tta: int = 2  # augmented TTA passes after the unfrozen phase (the head's is the cached mirrored view)
@@ -60,11 +63,11 @@ class SmallCNNOptions:
     lr: float = 5e-3  # one-cycle peak LR (where lr_find's valley lands for this net)
     find_lr: bool = False  # run lr_find first (on 2 CPU cores it costs about an epoch)
     bs: int | None = None  # None: 128, fewer on small data (enough optimizer steps)
-    widths: str = "16,32,64"  # channels of the three stages
+    widths: tuple[int, ...] = (16, 32, 64)  # channels of the three stages
     ps: float = 0.25  # dropout before the classifier
     tta: int = 4  # shifted / rotated TTA views
     beta: float = 0.4  # weight of the plain pass in TTA
-    device_loader: str = "auto"  # "on": pixels held and augmented on the model's device a batch at a time (airbench);
+    device_loader: Literal["auto", "on", "off"] = "auto"  # "on": pixels held and augmented on the model's device a batch at a time (airbench);
     #                              "off": DataLoader with albumentations; "auto": on with a GPU, off on the CPU
 
 
@@ -420,10 +423,9 @@ def linear_probe(ctx: FoldContext) -> FoldPredictions:
     blocks_train, blocks_test, sources = probe_features(ctx.data, _archs(opts), _size(ctx, opts), ctx.settings,
                                                         ctx.cache_dir / "features")
     x_train, x_test = np.concatenate(blocks_train, 1), np.concatenate(blocks_test, 1)  # backbones side by side
-    cs = [float(c) for c in opts.cs.split(",") if c.strip()]
     tr, va = ctx.train_idx, ctx.valid_idx
     n_out = len(ctx.data.classes) if kind in ("multiclass", "multilabel") else 1
-    (oof, test), chosen = fit_probe(x_train[tr], ctx.y[tr], [x_train[va], x_test], kind, n_out, cs,
+    (oof, test), chosen = fit_probe(x_train[tr], ctx.y[tr], [x_train[va], x_test], kind, n_out, opts.cs,
                                     opts.inner_folds, ctx.seed)
     info = {"weights": "; ".join(sources), "features": int(x_train.shape[1]), "size": _size(ctx, opts), **chosen}
     return FoldPredictions(oof=oof, test=test, info=info)
@@ -507,11 +509,10 @@ def _calibration_rows(ctx: FoldContext) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ft_sizes(ctx: FoldContext) -> list[int]:
-    given = ctx.options.ft_sizes.strip()
-    if given == "auto":  # a GPU trains every layer at full size in minutes; a CPU would take hours
+    sizes = list(ctx.options.ft_sizes)
+    if ctx.options.ft_sizes == "auto":  # a GPU trains every layer at full size in minutes; a CPU would take hours
         full = _size(ctx, ctx.options)
-        given = f"{full // 2},{full}" if ctx.settings.device == "cuda" else ""
-    sizes = [int(s) for s in given.split(",") if s.strip()]
+        sizes = [full // 2, full] if ctx.settings.device == "cuda" else []
     if ctx.settings.from_scratch and not sizes:  # random features are useless frozen: every layer must learn
         sizes = [_size(ctx, ctx.options)] * (1 if ctx.quick else 3)
     return sizes
@@ -568,8 +569,6 @@ def cnn(ctx: FoldContext) -> FoldPredictions:
 
 
 def small_cnn_preflight(data, settings, options) -> None:
-    if options.device_loader not in ("auto", "on", "off"):
-        raise InputError(f"small_cnn.device_loader: 'auto', 'on' or 'off', got {options.device_loader!r}")
     images = data.train_images
     if images is None or getattr(images, "pixels", None) is None:
         raise InputError("small_cnn trains on pixel arrays (a CSV of pixel columns: set pixel_prefix in the adapter, "
@@ -611,7 +610,7 @@ def _small_cnn_learner(ctx: FoldContext, pipes: dict, task, norm: tuple[float, f
     train_dl, valid_dl = _pixel_loaders(ctx, pipes, bs, _target_dtype(task.kind), norm)
     torch.manual_seed(ctx.seed)
     in_chans = 1 if images.pixels.ndim == 3 else images.pixels.shape[3]
-    model = _small_convnet(task.n_out, in_chans, tuple(int(w) for w in opts.widths.split(",")), opts.ps)
+    model = _small_convnet(task.n_out, in_chans, opts.widths, opts.ps)
     metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
     return Learner(model, train_dl, valid_dl, task=task, metrics=metrics, seed=ctx.seed, run_dir=ctx.fold_dir,
                    **ctx.learner_options())

@@ -5,6 +5,8 @@ so a million-row table takes seconds.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -85,12 +87,41 @@ def window_counts(group, date, event, days: int = 7) -> tuple[np.ndarray, np.nda
 
 
 # ---------------------------------------------------------------------------------------------- fold statistics
-def parse_groups(spec: str) -> list[list[str]]:
-    """``"Store;Store+DayOfWeek"`` -> ``[["Store"], ["Store", "DayOfWeek"]]`` (groups of rows sharing those values)."""
-    return [[key.strip() for key in group.split("+") if key.strip()] for group in spec.split(";") if group.strip()]
+def parse_groups(spec: str) -> tuple[tuple[str, ...], ...]:
+    """``"Store;Store+DayOfWeek"`` -> ``(("Store",), ("Store", "DayOfWeek"))`` (groups of rows sharing those
+    values): the syntax of the ``group_stats`` option."""
+    return tuple(_parse_keys(group) for group in spec.split(";") if group.strip())
 
 
-def _keys(df: pd.DataFrame, keys: list[str]) -> pd.Index:
+def show_groups(groups) -> str:
+    return ";".join("+".join(keys) for keys in groups)
+
+
+def _parse_keys(text: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in text.split("+") if key.strip())
+
+
+class GroupTrend(NamedTuple):
+    """Per value of the ``keys`` columns, the target's line over the ``time`` column (the ``trend`` option)."""
+
+    keys: tuple[str, ...]
+    time: str
+
+
+def parse_trend(spec: str) -> GroupTrend:
+    """``"Store@Elapsed"`` (or ``"Store+Promo@Elapsed"``) -> ``GroupTrend(("Store",), "Elapsed")``."""
+    keys, sep, time_col = spec.partition("@")
+    if not sep or not _parse_keys(keys) or not time_col.strip():
+        raise ValueError(f"{spec!r} is not GROUP@TIME_COLUMN")
+    return GroupTrend(_parse_keys(keys), time_col.strip())
+
+
+def show_trend(trend: GroupTrend) -> str:
+    return "+".join(trend.keys) + "@" + trend.time
+
+
+def _keys(df: pd.DataFrame, keys) -> pd.Index:
+    keys = list(keys)  # a tuple would name one column of a column MultiIndex
     return pd.Index(df[keys[0]]) if len(keys) == 1 else pd.MultiIndex.from_frame(df[keys])
 
 
