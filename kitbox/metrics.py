@@ -253,6 +253,31 @@ def map_at_k(y_true, y_pred, k: int = 5) -> float:
     return float(np.mean(scores))
 
 
+# ---------------------------------------------------------------------- masks (segmentation)
+def _mask_pairs(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Both as (images, pixels) booleans; probabilities are cut at 0.5."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.shape != p.shape:
+        raise ValueError(f"masks of shape {t.shape} scored against predictions of shape {p.shape}")
+    p = p > 0.5 if np.issubdtype(p.dtype, np.floating) else p.astype(bool)
+    return t.astype(bool).reshape(len(t), -1), p.reshape(len(p), -1)
+
+
+def dice(y_true, y_pred) -> float:
+    """Mean over images of 2|A and B| / (|A| + |B|); an image where both masks are empty scores 1 (Kaggle's rule:
+    predicting nothing where there is nothing is right). ``y_true``, ``y_pred``: (images, height, width) masks."""
+    t, p = _mask_pairs(y_true, y_pred)
+    both, total = (t & p).sum(1), t.sum(1) + p.sum(1)
+    return float(np.mean(np.where(total == 0, 1.0, 2 * both / np.maximum(total, 1))))
+
+
+def iou(y_true, y_pred) -> float:
+    """Mean over images of |A and B| / |A or B| (Jaccard); 1 where both masks are empty, as :func:`dice`."""
+    t, p = _mask_pairs(y_true, y_pred)
+    both, either = (t & p).sum(1), (t | p).sum(1)
+    return float(np.mean(np.where(either == 0, 1.0, both / np.maximum(either, 1))))
+
+
 # ---------------------------------------------------------------------- the registry
 KINDS = ("label", "probability", "value", "ranking")
 

@@ -42,14 +42,16 @@ def _is_integer_text(values: pd.Series) -> bool:
 
 
 def check_submission(submission, sample, ranges: dict | None = None, name: str = "submission",
-                     whole_numbers=(), allowed: dict | None = None, tag_sep: str | None = None) -> None:
+                     whole_numbers=(), allowed: dict | None = None, tag_sep: str | None = None,
+                     rle: dict | None = None) -> None:
     """Raise :class:`SubmissionError` naming the first way ``submission`` differs from ``sample``.
 
     ``submission`` and ``sample`` are paths or DataFrames; the first column is the id. ``ranges`` maps a
     column to ``(low, high)`` allowed values, e.g. ``{"label": (0, 1)}`` for probabilities;
     ``whole_numbers`` names columns that must hold integers (class labels); ``allowed`` maps a column to the
     values it may hold (the classes seen in train). :func:`rules_for_metric` and :func:`submission_rules` derive
-    them from the competition's metric and data.
+    them from the competition's metric and data. ``rle`` maps a column of run-length encoded masks to the pixels
+    of each image (one number, or a mapping id -> pixels): every RLE is decoded and checked (empty: no mask).
     """
     sub = _read_text_table(submission, name)
     ref = _read_text_table(sample, "sample submission")
@@ -73,6 +75,9 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
     if len(unknown):
         raise SubmissionError(f"{name}: {id_col} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
     for col in ref_cols[1:]:
+        if rle and col in rle:
+            _check_rle(sub[col], ids, id_col, col, rle[col], name)
+            continue
         if allowed and col in allowed:  # the classes seen in train are the stronger rule than the sample's look
             _check_allowed(sub[col], ids, id_col, col, allowed[col], name, tag_sep)
             continue
@@ -91,6 +96,19 @@ def _check_allowed(values: pd.Series, ids: pd.Series, id_col: str, col: str, all
         shown = sorted(allowed)[:20]
         raise SubmissionError(f"{name}: column {col!r} holds {values.iloc[i]!r} at row {i} ({id_col} {ids.iloc[i]}), "
                               f"which is not a class seen in train ({len(allowed)} classes: {shown})")
+
+
+def _check_rle(values: pd.Series, ids: pd.Series, id_col: str, col: str, pixels, name: str) -> None:
+    from kitbox.io.rle import RLEError, rle_runs
+
+    for i, (text, row_id) in enumerate(zip(values, ids)):
+        n_pixels = pixels if isinstance(pixels, (int, np.integer)) else pixels.get(row_id)
+        if n_pixels is None:
+            raise SubmissionError(f"{name}: no image size known for {id_col} {row_id} (column {col!r}, row {i})")
+        try:
+            rle_runs(text, int(n_pixels))
+        except RLEError as e:
+            raise SubmissionError(f"{name}: column {col!r} at row {i} ({id_col} {row_id}): {e}") from None
 
 
 def _check_column(values: pd.Series, ref_values: pd.Series, ids: pd.Series, id_col: str, col: str, value_range,
