@@ -1,5 +1,6 @@
 """Callbacks through the Learner's events: what before_batch / after_loss may replace, MixUp and CutMix mixing inputs
-and targets with one permutation, SaveBest and EarlyStopping."""
+and targets with one permutation, SaveBest and EarlyStopping, the Cancel exceptions, and lr_find's trial fit that the
+Learner's own callbacks only hear the steps of."""
 import numpy as np
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kitbox import CutMix, EarlyStopping, Learner, MixUp, SaveBest, Task, TensorLoader
+from kitbox.training.callbacks import CancelBatch, CancelEpoch, CancelFit
 
 
 class Spy:
@@ -137,3 +139,66 @@ def test_save_best_saves_only_when_the_monitored_value_improves(tmp_path):
     learn.callbacks = [SaveBest(tmp_path / "other.safetensors", monitor="accuracy")]
     learn.fit(1, 1e-3)
     assert not (tmp_path / "other.safetensors").exists()  # a metric the Learner does not record saves nothing
+
+
+class Events:
+    """Records every event it hears; raises ``error`` at ``event`` when the fit reaches (epoch, iter) ``at``."""
+
+    def __init__(self, error=None, event=None, at=(0, 0)):
+        self.heard, self.error, self.event, self.at = [], error, event, at
+
+    def __getattr__(self, event):
+        if event not in ("before_fit", "before_batch", "after_loss", "after_batch", "after_epoch", "after_fit"):
+            raise AttributeError(event)
+
+        def hear(learn):
+            self.heard.append(event)
+            if event == self.event and (learn.epoch, learn.iter) == self.at:
+                raise self.error
+        return hear
+
+
+def eight_batch_learner(callbacks, run_dir=None):
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randn(64)
+    return Learner(nn.Linear(3, 1), TensorLoader(x, y, batch_size=8), task=Task("regression"), progress=False,
+                   callbacks=callbacks, run_dir=run_dir)
+
+
+def test_cancel_batch_skips_the_step_and_the_weights_stay_unchanged():
+    events = Events(CancelBatch(), "after_loss", at=(0, 0))
+    learn = eight_batch_learner([events])
+    learn.train_loader = TensorLoader(torch.randn(8, 3), torch.randn(8), batch_size=8)  # one batch: its step cancelled
+    before = learn.model.weight.detach().clone()
+    learn.fit(1, 1e-1)
+    assert torch.equal(learn.model.weight, before)
+    assert events.heard == ["before_fit", "before_batch", "after_loss", "after_batch", "after_epoch", "after_fit"]
+    assert np.isnan(learn.history[0]["train_loss"])  # no batch added a loss
+
+
+def test_cancel_epoch_ends_the_epoch_and_the_next_one_runs(tmp_path):
+    events = Events(CancelEpoch(), "after_batch", at=(0, 2))  # epoch 0 ends after its third batch
+    learn = eight_batch_learner([events])
+    learn.fit(2, 1e-2)
+    assert events.heard.count("after_batch") == 3 + 8 and events.heard.count("after_epoch") == 2
+    assert len(learn.recorder["loss"]) == 3 + 8 and [h["epoch"] for h in learn.history] == [1, 2]
+
+
+def test_cancel_fit_ends_the_fit_at_once_and_after_fit_still_runs_and_the_history_is_written(tmp_path):
+    events = Events(CancelFit(), "after_batch", at=(1, 4))
+    learn = eight_batch_learner([events], run_dir=tmp_path)
+    learn.fit(3, 1e-2)
+    assert events.heard.count("after_batch") == 8 + 5 and events.heard[-1] == "after_fit"
+    assert len(learn.history) == 1 and (tmp_path / "history.json").exists()  # epoch 2 never got its record
+
+
+def test_lr_find_is_a_trial_fit_the_learners_callbacks_only_hear_the_steps_of(tmp_path):
+    events = Events()
+    saver = SaveBest(tmp_path / "best.safetensors", monitor="train_loss")
+    learn = eight_batch_learner([events, saver], run_dir=tmp_path)
+    result = learn.lr_find(num_it=12, plot=False)
+    assert len(result.lrs) <= 12 and set(events.heard) == {"before_batch", "after_loss"}
+    # one batch a step; a step whose loss diverged ran but is not kept
+    assert events.heard.count("before_batch") in (len(result.lrs), len(result.lrs) + 1)
+    assert learn.history == [] and not (tmp_path / "history.json").exists() and not saver.path.exists()
+    assert learn.recorder == {"lr": [], "mom": [], "loss": []}

@@ -1,22 +1,43 @@
-"""Callbacks: small objects the Learner calls at named events, so a technique (mixup, early stopping) needs no
-edit of the loop. The events and what a callback may change at each are listed on :class:`Callback`."""
+"""Callbacks: small objects the Learner calls at named events, so a technique (mixup, early stopping, SGDR's
+snapshots, the LR range test) needs no edit of the loop. The events and what a callback may change at each are
+listed on :class:`Callback`; the three Cancel exceptions let a callback end a batch, an epoch or the fit at once."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
 
+from kitbox.training import distributed
+from kitbox.training.lr_finder import RangeTest
+from kitbox.training.schedules import exponential_lr
+
 if TYPE_CHECKING:
     from kitbox.training.learner import Learner
+
+
+class CancelBatch(Exception):
+    """Raised by a callback in ``before_batch`` or ``after_loss``: the rest of this training step is skipped (nothing
+    is backpropagated, the batch adds no loss); ``after_batch`` still fires."""
+
+
+class CancelEpoch(Exception):
+    """Raised by a callback during an epoch's batches: the epoch ends now; its record and ``after_epoch`` follow."""
+
+
+class CancelFit(Exception):
+    """Raised by a callback at any event of a fit: the fit ends now; ``after_fit`` fires and the history is written."""
 
 
 class Callback:
     """Override the events you need; each receives the Learner. Any object with some of these methods works too.
 
     Per fit: ``before_fit``, then per epoch the batches, then ``after_epoch`` (``learn.history[-1]`` is the epoch's
-    record; set ``learn.stop_training = True`` to stop), and ``after_fit``. Per batch, in ``Learner.train_step``:
+    record; set ``learn.stop_training = True`` to stop once this epoch's callbacks have run, or raise
+    :class:`CancelFit` to stop at once), and ``after_fit``. ``learn.epoch`` (within this fit), ``learn.iter`` /
+    ``learn.n_iter`` (the batch within the epoch) and ``learn.stepping`` (this batch ends an optimizer step) say
+    where the fit is. Per batch, in ``Learner.train_step``:
 
     - ``before_batch``: ``learn.inputs`` (a tuple of tensors) and ``learn.target`` are on the device; a callback may
       assign new ones, and the step feeds whatever they hold then to the model and the loss;
@@ -25,7 +46,8 @@ class Callback:
     - ``after_batch``: after the optimizer step (fits only).
 
     ``before_batch`` and ``after_loss`` belong to the step, so they fire in ``lr_find`` too: the range test measures
-    the training a fit will do. They never fire when predicting.
+    the training a fit will do. The other events of that trial fit go to the range test's own callback alone, and
+    none fire when predicting.
     """
 
     def before_fit(self, learn: "Learner") -> None: ...
@@ -138,3 +160,45 @@ class CutMix(_MixBatch):
         x[..., top:bottom, left:right] = x[perm][..., top:bottom, left:right]
         self.lam = 1.0 - (bottom - top) * (right - left) / (height * width)
         return (x,)
+
+
+class Snapshots(Callback):
+    """A CPU copy of the weights at the end of each of ``epochs`` (indices within the fit): SGDR's cycle ends, for
+    snapshot ensembles (Huang et al. 2017). ``fit_sgdr`` adds one to its fit; ``states`` holds the copies."""
+
+    def __init__(self, epochs: Iterable[int]):
+        self.epochs = {int(e) for e in epochs}
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def before_fit(self, learn: "Learner") -> None:
+        self.states = []
+
+    def after_epoch(self, learn: "Learner") -> None:
+        if learn.epoch in self.epochs:
+            self.states.append({k: v.detach().to("cpu", copy=True) for k, v in learn.model.state_dict().items()})
+
+
+class RangeTestRecorder(Callback):
+    """The LR range test as a callback of ``lr_find``'s trial fit: :meth:`lr_factor` is the fit's schedule (``num_it``
+    optimizer steps from ``start_lr`` to ``end_lr``, geometrically); after each step the step's loss (the mean over
+    its accumulation window, across ranks) goes to ``test``, and the fit is cancelled once ``test`` says the loss
+    diverged or ``num_it`` steps are done."""
+
+    def __init__(self, test: RangeTest, start_lr: float, end_lr: float, num_it: int):
+        self.test, self.start_lr, self.end_lr, self.num_it = test, start_lr, end_lr, num_it
+        self.step, self.window = 0, []
+
+    def lr_factor(self, t: float) -> float:
+        """The LR of the step in progress (the fit's LR is 1.0, so the factor is the LR)."""
+        return exponential_lr(self.step, self.num_it, self.start_lr, self.end_lr)
+
+    def after_batch(self, learn: "Learner") -> None:
+        if learn.loss is not None:
+            self.window.append(learn.loss.detach())
+        if not learn.stepping or not self.window:
+            return
+        loss = distributed.mean_across_ranks(torch.stack(self.window).float().mean()).item()
+        lr = self.lr_factor(0.0)
+        self.window, self.step = [], self.step + 1
+        if not self.test.record(lr, loss) or self.step >= self.num_it:
+            raise CancelFit

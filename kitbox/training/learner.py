@@ -3,7 +3,9 @@
 ``Learner`` holds a model, its loaders, the task (loss + decoding), an AdamW optimizer with one parameter group per
 (layer group, decay or not), and the fit recipes competitors know from fastai: ``fit`` (constant LR),
 ``fit_one_cycle``, ``fit_sgdr``, ``fit_cosine``, ``lr_find``, ``freeze_to``. ``train_step`` is the whole training
-step; ``_fit`` / ``_train_epoch`` the loop around it; callbacks (kitbox.training.callbacks) hook in at named events.
+step; ``_fit`` / ``_train_epoch`` the loop around it. Everything else is a callback (kitbox.training.callbacks) at
+named events, the loop's own techniques included: SGDR's snapshots are a callback of ``fit_sgdr``, and the LR range
+test is a fit over an exponential schedule whose callback records the loss and cancels the fit when it diverges.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from torch import nn
 from kitbox.training import device as devices
 from kitbox.training import distributed
 from kitbox.training import schedules
+from kitbox.training.callbacks import CancelBatch, CancelEpoch, CancelFit, RangeTestRecorder, Snapshots
 from kitbox.training.groups import layer_groups, spread_lr
-from kitbox.training.lr_finder import LRFinderResult, RangeTest, range_test, suggest_lrs
+from kitbox.training.lr_finder import LRFinderResult, RangeTest, suggest_lrs
 from kitbox.metrics import named_metric
 from kitbox.training.progress import Progress, plot_lr_find, write_history
 from kitbox.io.runs import private_tmp
@@ -72,6 +75,8 @@ class Learner:
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.stop_training, self.frozen_to, self._epochs_done = False, 0, 0
         self.inputs, self.target, self.pred, self.loss = (), None, None, None  # the batch in flight (callbacks)
+        self.epoch, self.iter, self.n_iter, self.stepping = 0, 0, 0, False  # where the fit is (callbacks)
+        self._fit_callbacks, self._trial = (), False  # the fit in progress: its own callbacks, a trial? (see _fit)
 
     # ------------------------------------------------------------------ optimizer and layer groups
     def _make_optimizer(self) -> torch.optim.AdamW:
@@ -104,9 +109,16 @@ class Learner:
     def unfreeze(self) -> None:
         self.freeze_to(0)
 
-    def _set_hyper(self, lrs: list[float], factor: float, mom: float | None) -> None:
+    def _set_group_lrs(self, lr) -> None:
+        """Spread a fit's ``lr`` over the layer groups (:func:`spread_lr`) into each param group's ``group_lr``, which
+        the schedule then scales batch by batch (timm's ``lr_scale``, held where the optimizer holds the rest)."""
+        lrs = spread_lr(lr, len(self.groups))
         for pg in self.opt.param_groups:
-            pg["lr"] = lrs[pg["layer_group"]] * factor
+            pg["group_lr"] = lrs[pg["layer_group"]]
+
+    def _set_hyper(self, factor: float, mom: float | None) -> None:
+        for pg in self.opt.param_groups:
+            pg["lr"] = pg["group_lr"] * factor
             if mom is not None:
                 pg["betas"] = (mom, pg["betas"][1])
 
@@ -123,11 +135,13 @@ class Learner:
     def train_step(self, batch, model: nn.Module | None = None, stepping: bool = True) -> torch.Tensor:
         """One batch: ``before_batch``, forward under autocast, loss, ``after_loss``, scaled backward (the loss divided
         by ``accum_steps``: gradients add up over an accumulation window); when ``stepping``, unscale and clip, the
-        optimizer step through the GradScaler, zero_grad. ``model``: the module to run (a fit's DDP wrapper; by
+        optimizer step through the GradScaler, zero_grad. A callback that raises :class:`CancelBatch` in
+        ``before_batch`` or ``after_loss`` skips the rest of the step (nothing is backpropagated). ``model``: the module to run (a fit's DDP wrapper; by
         default the model, compiled when the Learner was asked to compile).
         Returns the loss, detached (not read back from the device: that would wait for the GPU)."""
         model = model if model is not None else (self._compiled if self._compiled is not None else self.model)
         self.inputs, self.target = self.device_setup.place_batch(batch)
+        self.pred = self.loss = None
         self._call("before_batch")
         # between optimizer steps DDP need not all-reduce gradients: they only accumulate
         in_window = not stepping and isinstance(model, nn.parallel.DistributedDataParallel)
@@ -152,65 +166,93 @@ class Learner:
 
     # ------------------------------------------------------------------ the training loop
     def _fit(self, epochs: int, lr, lr_factor: Callable[[float], float], mom_at: Callable[[float], float] | None = None,
-             on_epoch_end: Callable[[int], None] | None = None) -> None:
-        """Train ``epochs`` epochs. ``lr_factor(t)`` / ``mom_at(t)`` give the schedule at t = fractional epoch."""
-        lrs = spread_lr(lr, len(self.groups))
+             callbacks: Sequence = (), trial: bool = False) -> None:
+        """Train ``epochs`` epochs. ``lr_factor(t)`` / ``mom_at(t)`` give the schedule at t = fractional epoch.
+
+        ``callbacks`` belong to this fit (``fit_sgdr``'s snapshots) and hear each event before the Learner's own. A
+        ``trial`` fit (the LR range test) is heard by its own callbacks alone, but for the step's events
+        (``before_batch``, ``after_loss``) that reach every callback so the test trains as a fit will; it validates
+        nothing and leaves no history. A callback stops the loop with ``learn.stop_training = True`` (after this
+        epoch's events) or at once with :class:`CancelBatch`, :class:`CancelEpoch` or :class:`CancelFit`."""
         self._check_train_loader()
+        self._set_group_lrs(lr)
         self.stop_training = False
+        self._fit_callbacks, self._trial = tuple(callbacks), trial
         model = self._training_model()
-        if not self.history:
+        if not self.history and not trial:
             self.progress.write(f"training on {self.device_setup.describe()}")
-        self._call("before_fit")
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            losses, data_time = self._train_epoch(model, epoch, lrs, lr_factor, mom_at)
-            self.recorder["loss"].extend(losses)
-            self._epochs_done += 1
-            record = {"epoch": self._epochs_done, "train_loss": float(np.mean(losses))}
-            if self.valid_loader is not None:
-                record.update(self.validate())
-            record["time"] = time.perf_counter() - t0
-            record["data_time"] = data_time  # time spent waiting for batches: the loader's share of the epoch
-            self.history.append(record)
-            self.progress.epoch(record)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch)
-            self._call("after_epoch")
-            if self.stop_training:
-                break
-        self._call("after_fit")
-        if self.run_dir is not None and distributed.is_main():
+        try:
+            self._call("before_fit")
+            for epoch in range(epochs):
+                self.epoch = epoch
+                self._fit_epoch(model, epoch, lr_factor, mom_at, trial)
+                self._call("after_epoch")
+                if self.stop_training:
+                    break
+            self._call("after_fit")
+        except CancelFit:
+            self._call("after_fit")
+        finally:
+            self._fit_callbacks, self._trial = (), False
+        if self.run_dir is not None and distributed.is_main() and not trial:
             write_history(self.recorder, self.history, self.run_dir)
 
-    def _train_epoch(self, model: nn.Module, epoch: int, lrs: list[float], lr_factor: Callable[[float], float],
-                     mom_at: Callable[[float], float] | None) -> tuple[list[float], float]:
+    def _fit_epoch(self, model: nn.Module, epoch: int, lr_factor, mom_at, trial: bool) -> None:
+        """One epoch's batches, then (unless ``trial``) its record: train loss, validation, times."""
+        t0 = time.perf_counter()
+        losses, data_time = self._train_epoch(model, epoch, lr_factor, mom_at, trial)
+        if trial:
+            return
+        self.recorder["loss"].extend(losses)
+        self._epochs_done += 1
+        record = {"epoch": self._epochs_done, "train_loss": float(np.mean(losses)) if losses else math.nan}
+        if self.valid_loader is not None:
+            record.update(self.validate())
+        record["time"] = time.perf_counter() - t0
+        record["data_time"] = data_time  # time spent waiting for batches: the loader's share of the epoch
+        self.history.append(record)
+        self.progress.epoch(record)
+
+    def _train_epoch(self, model: nn.Module, epoch: int, lr_factor: Callable[[float], float],
+                     mom_at: Callable[[float], float] | None, trial: bool = False) -> tuple[list[float], float]:
         """One pass over the training loader: the per-batch losses, and the seconds spent waiting for batches."""
-        n_batches = len(self.train_loader)
+        n_batches = self.n_iter = len(self.train_loader)
         # On CUDA reading the loss every batch would stall the GPU; read it every few batches instead.
         sync_every = 1 if self.device.type == "cpu" else 20
         model.train()
         data_time, pending, losses = 0.0, [], []
-        self.progress.start(n_batches, f"epoch {self._epochs_done + 1}")
-        t_fetch = time.perf_counter()
-        for i, batch in enumerate(self.train_loader):
-            data_time += time.perf_counter() - t_fetch
-            # the schedule's position is that of the accumulation window's first batch, so accumulating
-            # k batches of size b steps with the same LRs as batches of size k*b
-            t = epoch + (i - i % self.accum_steps) / n_batches
-            factor, mom = lr_factor(t), (mom_at(t) if mom_at else 0.9)  # 0.9: AdamW's usual beta1
-            self._set_hyper(lrs, factor, mom)
-            stepping = (i + 1) % self.accum_steps == 0 or i + 1 == n_batches
-            pending.append(self.train_step(batch, model, stepping))
-            if len(pending) >= sync_every or i + 1 == n_batches:
-                values = self._read_losses(pending, i, n_batches, lrs[-1] * factor)
-                losses.extend(values)
-                pending.clear()
-                self.progress.advance(values, lrs[-1] * factor)
-            self.recorder["lr"].append(lrs[-1] * factor)
-            self.recorder["mom"].append(mom)
-            self._call("after_batch")
+        self.progress.start(n_batches, "lr_find" if trial else f"epoch {self._epochs_done + 1}")
+        try:
             t_fetch = time.perf_counter()
-        self.progress.close()
+            for i, batch in enumerate(self.train_loader):
+                data_time += time.perf_counter() - t_fetch
+                self.iter = i
+                # the schedule's position is that of the accumulation window's first batch, so accumulating
+                # k batches of size b steps with the same LRs as batches of size k*b
+                t = epoch + (i - i % self.accum_steps) / n_batches
+                factor, mom = lr_factor(t), (mom_at(t) if mom_at else 0.9)  # 0.9: AdamW's usual beta1
+                self._set_hyper(factor, mom)
+                lr = self.opt.param_groups[-1]["lr"]  # the last group's: the head's
+                self.stepping = (i + 1) % self.accum_steps == 0 or i + 1 == n_batches
+                try:
+                    pending.append(self.train_step(batch, model, self.stepping))
+                except CancelBatch:
+                    pass
+                if pending and (len(pending) >= sync_every or i + 1 == n_batches):
+                    values = self._read_losses(pending, i, n_batches, lr)
+                    losses.extend(values)
+                    pending.clear()
+                    self.progress.advance(values, lr)
+                if not trial:
+                    self.recorder["lr"].append(lr)
+                    self.recorder["mom"].append(mom)
+                self._call("after_batch")
+                t_fetch = time.perf_counter()
+        except CancelEpoch:
+            if pending:
+                losses.extend(self._read_losses(pending, self.iter, n_batches, self.opt.param_groups[-1]["lr"]))
+        finally:
+            self.progress.close()
         return losses, data_time
 
     def _read_losses(self, pending: list[torch.Tensor], i: int, n_batches: int, lr: float) -> list[float]:
@@ -229,7 +271,11 @@ class Learner:
             raise ValueError("the training loader yields no batches (is drop_last on with fewer rows than batch_size?)")
 
     def _call(self, event: str) -> None:
-        for cb in self.callbacks:
+        """``event`` on the callbacks that hear it: the fit's own first, then the Learner's, except in a trial fit
+        (:meth:`_fit`), whose fit, epoch and ``after_batch`` events only its own callbacks hear."""
+        step_event = event in ("before_batch", "after_loss")
+        listeners = self._fit_callbacks if self._trial and not step_event else (*self._fit_callbacks, *self.callbacks)
+        for cb in listeners:
             fn = getattr(cb, event, None)
             if fn is not None:
                 fn(self)
@@ -260,26 +306,27 @@ class Learner:
         lengths = schedules.sgdr_cycle_lengths(n_cycles, cycle_len, cycle_mult)
         if any(int(length) != length for length in lengths):
             raise ValueError("cycle_len and cycle_mult must give whole epochs per cycle")
-        cycle_ends = set(np.cumsum(lengths).astype(int) - 1)
-        self.snapshots = []
-
-        def keep_snapshot(epoch: int) -> None:
-            if epoch in cycle_ends:
-                self.snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()})
-
+        snapshots = Snapshots(np.cumsum(lengths).astype(int) - 1)  # each cycle's last epoch
         self._fit(int(sum(lengths)), lr, lambda t: schedules.sgdr_lr(t, 1.0, n_cycles, cycle_len, cycle_mult),
-                  on_epoch_end=keep_snapshot)
+                  callbacks=[snapshots])
+        self.snapshots = snapshots.states
         return self.snapshots
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, beta: float = 0.98,
                 diverge: float = 4.0, plot: bool = True) -> LRFinderResult:
-        """Leslie Smith's LR range test: ``num_it`` optimizer steps (of ``accum_steps`` batches, clipped, as a fit
-        steps) at geometrically rising LRs; the loss is smoothed, the test stops when it diverges. Everything the
-        test changes is put back afterwards (:meth:`preserving_state`), so the fit that follows is the same fit."""
+        """Leslie Smith's LR range test: a trial fit of ``num_it`` optimizer steps at geometrically rising LRs (every
+        group the same LR), each step a fit's step (``accum_steps`` batches, clipped); its callback smooths the loss
+        and cancels the fit when it diverges. Everything the test changes is put back afterwards
+        (:meth:`preserving_state`), so the fit that follows is the same fit."""
         self._check_train_loader()
+        recorder = RangeTestRecorder(RangeTest(beta, diverge), start_lr, end_lr, num_it)
+        steps_per_epoch = -(-len(self.train_loader) // self.accum_steps)  # an epoch's last window steps too
         with self.preserving_state():
-            test = range_test(self, self._training_model(), start_lr, end_lr, num_it, RangeTest(beta, diverge))
-        result = suggest_lrs(test.lrs, test.losses)
+            try:
+                self._fit(-(-num_it // steps_per_epoch), 1.0, recorder.lr_factor, callbacks=[recorder], trial=True)
+            except TrainingDiverged:  # a loss no longer finite ends the test, as divergence does (the point not kept)
+                pass
+        result = suggest_lrs(recorder.test.lrs, recorder.test.losses)
         if plot and self.run_dir is not None and distributed.is_main():
             result.plot_path = plot_lr_find(result, self.run_dir / "lr_find.png")
         return result

@@ -1,20 +1,13 @@
-"""The LR range test (Leslie Smith): training steps at geometrically rising LRs, the smoothed loss recorded until it
-diverges, and fastai's suggestions read off the curve (valley, steep, minimum / 10). ``Learner.lr_find`` runs it."""
+"""The LR range test's arithmetic (Leslie Smith): the smoothed loss of steps at geometrically rising LRs, recorded
+until it diverges, and fastai's suggestions read off the curve (valley, steep, minimum / 10). ``Learner.lr_find``
+runs the test as a fit whose callback (:class:`kitbox.training.callbacks.RangeTestRecorder`) feeds :class:`RangeTest`."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-import torch
-
-from kitbox.training import distributed
-from kitbox.training.schedules import exponential_lr
-
-if TYPE_CHECKING:
-    from kitbox.training.learner import Learner
 
 
 @dataclass
@@ -51,36 +44,6 @@ class RangeTest:
         self.lrs.append(lr)
         self.losses.append(smooth)
         return True
-
-
-def _cycle(loader: Iterable) -> Iterator:
-    """The loader's batches, pass after pass (each pass starts only when the previous one is used up)."""
-    while True:
-        yield from loader
-
-
-def range_test(learn: "Learner", model: torch.nn.Module, start_lr: float, end_lr: float, num_it: int,
-               test: RangeTest) -> RangeTest:
-    """``num_it`` optimizer steps of ``learn`` through ``model``, each of ``learn.accum_steps`` batches, at LRs rising
-    from ``start_lr`` to ``end_lr``; stops early when ``test`` says the loss diverged. The caller restores the
-    Learner's state afterwards."""
-    batches, window, step = _cycle(learn.train_loader), [], 0
-    model.train()
-    learn.progress.start(num_it, "lr_find")
-    while step < num_it:
-        lr = exponential_lr(step, num_it, start_lr, end_lr)
-        for group in learn.opt.param_groups:
-            group["lr"] = lr
-        window.append(learn.train_step(next(batches), model, stepping=len(window) + 1 == learn.accum_steps))
-        if len(window) < learn.accum_steps:
-            continue
-        loss = distributed.mean_across_ranks(torch.stack(window).float().mean()).item()
-        window, step = [], step + 1
-        learn.progress.advance([loss], lr)
-        if not test.record(lr, loss):
-            break
-    learn.progress.close()
-    return test
 
 
 def suggest_lrs(lrs: list[float], losses: list[float]) -> LRFinderResult:
