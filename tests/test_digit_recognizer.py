@@ -10,6 +10,7 @@ import kitbox
 from competitions.digit_recognizer import DigitRecognizer
 from conftest import shared_path
 from kitbox.errors import InputError
+from kitbox.adapt.options import OptionError
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,6 @@ def test_digits_held_on_the_device_learn_as_well_as_through_the_dataloader(tmp_p
                             out=tmp_path / f"{mode}.csv", progress=False, log=lambda *a: None)
         scores[mode] = report.recipes["small_cnn"]["oof"]
     assert scores["on"] > 0.6 and abs(scores["on"] - scores["off"]) < 0.08, scores
-    with pytest.raises(InputError, match="device_loader.*'auto', 'on' or 'off'"):
+    with pytest.raises(OptionError, match="small_cnn.device_loader='gpu': expected one of 'auto', 'on', 'off'"):
         kitbox.run("digits", None, n_folds=2, recipes="small_cnn", options={"epochs": 1, "device_loader": "gpu"},
                    run_dir=tmp_path / "bad", out=tmp_path / "bad.csv", progress=False, log=lambda *a: None)

@@ -286,3 +286,11 @@ def test_lr_suggestions_from_hand_worked_curves():
     assert valley_index(np.r_[np.arange(10.0, 0.0, -1.0), 5.0]) == 3  # ten falling points: 3 in
     with pytest.raises(ValueError, match="num_it"):
         suggest_lrs([1e-5, 1e-4], [2.3, 9.0])
+
+
+def test_the_task_says_the_dtype_its_loss_takes_targets_in():
+    """Softmax takes class indices, every other head floats: loaders and recipes ask the task, not each other."""
+    assert Task("multiclass", n_out=3).target_dtype == torch.int64
+    assert {Task(k, n_out=2).target_dtype for k in ("regression", "binary", "multilabel")} == {torch.float32}
+    assert Task("multiclass", n_out=3).targets(np.array([0.0, 2.0])).dtype == np.int64
+    assert Task("binary").targets([0, 1]).dtype == np.float32

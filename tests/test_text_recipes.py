@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import kitbox
+from kitbox.adapt.options import OptionError
 from kitbox.errors import InputError
 from kitbox.metrics import auc
 from kitbox.recipes.text import LinearHead, joined_texts
@@ -172,7 +173,7 @@ def test_a_missing_pretrained_model_stops_the_run_before_training(binary, tmp_pa
         run(binary, "sentence_vectors", tmp_path / "run", options={"model": str(tmp_path / "nowhere")})
     with pytest.raises(InputError, match="sentence_vectors .* --from-scratch"):
         run(binary, "tfidf,sentence_vectors", tmp_path / "run", from_scratch=True)
-    with pytest.raises(InputError, match="schedule=plain or --set schedule=gradual"):
+    with pytest.raises(OptionError, match="ulmfit.schedule='slanted': expected one of 'plain', 'gradual'"):
         run(binary, "ulmfit", tmp_path / "run", options={"schedule": "slanted"})
     assert not list((tmp_path / "run").rglob("done.json"))  # no fold trained
 

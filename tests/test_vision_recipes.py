@@ -18,7 +18,9 @@ from conftest import REPO, shared_path
 from kitbox.adapt.contract import RunSettings
 from kitbox.errors import InputError
 from kitbox.metrics import log_loss
-from kitbox.recipes.vision import CNNOptions, LinearProbeOptions, fit_calibration, weights_preflight
+from kitbox.adapt.options import resolve_options
+from kitbox.recipes.vision import CNNOptions, LinearProbeOptions, weights_preflight
+from kitbox.vision.calibration import Calibration, calibration_loss, class_prior, fit_calibration
 from kitbox.vision.multilabel import two_digit_images
 
 DOGS = REPO / "competitions" / "samples" / "dogs-vs-cats-redux-kernels-edition"
@@ -278,14 +280,13 @@ def test_calibration_tames_an_overconfident_useless_model(kind):
         p = rng.dirichlet(np.full(4, 0.05), 400) if kind == "multiclass" else rng.choice([0.01, 0.99], shape)
         return y, p
 
-    from kitbox.recipes.vision import Calibration, _calibration_loss, _prior
 
     (y_fit, p_fit), (y_new, p_new) = rows(), rows()
-    prior = _prior(kind, y_fit, 4)
+    prior = class_prior(kind, y_fit, 4)
     cal = fit_calibration(p_fit, None, y_fit, kind, prior)
-    constant = _calibration_loss(kind, y_new, np.broadcast_to(prior, p_new.shape))
-    assert _calibration_loss(kind, y_new, p_new) > 2 * constant
-    assert _calibration_loss(kind, y_new, cal.apply(p_new)) < constant + 0.02
+    constant = calibration_loss(kind, y_new, np.broadcast_to(prior, p_new.shape))
+    assert calibration_loss(kind, y_new, p_new) > 2 * constant
+    assert calibration_loss(kind, y_new, cal.apply(p_new)) < constant + 0.02
     assert cal == Calibration(kind, prior, *[getattr(cal, f) for f in ("beta", "temperature", "shrink", "clip")])
 
 
@@ -331,7 +332,10 @@ def test_the_cnn_fine_tunes_every_layer_by_default_on_a_gpu_only(device, sample,
 
     from kitbox.recipes.vision import _ft_sizes
 
-    ctx = SimpleNamespace(options=CNNOptions(ft_sizes=given), settings=RunSettings(device=device),
+    from kitbox.recipes.vision import cnn
+
+    options = resolve_options({"cnn": cnn}, {"ft_sizes": given})["cnn"]  # parsed as --set ft_sizes=... parses it
+    ctx = SimpleNamespace(options=options, settings=RunSettings(device=device),
                           data=SimpleNamespace(is_sample=sample), quick=False)
     assert _ft_sizes(ctx) == expected
 

@@ -82,11 +82,6 @@ class TargetScale:
         return pred / pred.sum(1, keepdims=True) if self.kind == "multiclass" else pred
 
 
-def loss_targets(ctx: FoldContext) -> np.ndarray:
-    """``ctx.y`` in the dtype the loss wants: class indices for multiclass, floats otherwise."""
-    return ctx.y.astype(np.int64) if ctx.data.task == "multiclass" else ctx.y.astype(np.float32)
-
-
 def empty_like_test(test: np.ndarray) -> np.ndarray:
     """The refit's OOF: no rows, the test prediction's other dimensions."""
     return np.zeros((0,) + np.asarray(test).shape[1:])
@@ -405,7 +400,8 @@ def transformer(ctx: FoldContext) -> FoldPredictions:
     tokenizer, backbone = _load_transformer(path, ctx.settings.from_scratch, opts.freeze_word_embeddings)
     cap = min(512, getattr(backbone.config, "max_position_embeddings", 512) - 2)
     ids, test_ids, max_length, stats = _transformer_inputs(ctx, tokenizer, cap)
-    task, y = ctx.task(), loss_targets(ctx)
+    task = ctx.task()
+    y = task.targets(ctx.y)
     scale = TargetScale(y[ctx.train_idx], task.kind)
     pad = tokenizer.pad_token_id or 0
     valid_dl = (BucketLoader([ids[i] for i in ctx.valid_idx], None, 128, pad_id=pad, mode="mask", sort=True)
@@ -523,7 +519,8 @@ def ulmfit(ctx: FoldContext) -> FoldPredictions:
     lm, vocab, cfg = ulmfit_encoder(ctx, train_tokens + test_tokens)
     ids = [vocab.numericalize(t) for t in train_tokens]
     test_ids = [vocab.numericalize(t) for t in test_tokens]
-    task, y = ctx.task(), loss_targets(ctx)
+    task = ctx.task()
+    y = task.targets(ctx.y)
     scale = TargetScale(y[ctx.train_idx], task.kind)
     cfg.drop_mult = opts.drop_mult
     from kitbox.training.device import seed_everything

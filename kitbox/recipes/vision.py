@@ -9,22 +9,35 @@
 - ``small_cnn``: a small VGG-style CNN from scratch for small pixel images (``data.train_images.pixels``).
 
 Probabilities are calibrated on training rows only (inner CV for the head, held-out training rows for a
-trained network): TTA's plain-pass weight, a temperature, a share of the training prior and a clip, each chosen
-for log loss; a model that cannot show it beats the training prior on those rows submits the prior, so a weak one
-(from scratch on 1,280 photos) scores about the constant prediction instead of several times worse.
-Every call into :mod:`kitbox.vision` sits in the "kitbox.vision calls" section.
+trained network) by :mod:`kitbox.vision.calibration`: a weak model (from scratch on 1,280 photos) submits about the
+training prior instead of scoring several times worse.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.metrics import log_loss
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.preprocessing import StandardScaler
 
 from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
+from kitbox.training.learner import Learner
+from kitbox.vision.calibration import Calibration, class_prior, fit_calibration
+from kitbox.vision.data import DeviceImageLoader, ImageItems, image_loader
+from kitbox.vision.features import cached_features
+from kitbox.vision.finetune import head_predict, train_head, unfrozen_learner
+from kitbox.vision.models import SmallConvNet, WeightsNotFound, create_model, find_weights
+from kitbox.vision.transforms import (
+    digit_train_tfms, digit_tta_tfms, digit_valid_tfms, flip_tfms, norm_of, train_tfms, tta_tfms, valid_tfms,
+)
+from kitbox.vision.tta import predict_tta, resize_and_fit
 
 DEFAULT_ARCH = "efficientnet_lite0"
 
@@ -67,11 +80,12 @@ class SmallCNNOptions:
     ps: float = 0.25  # dropout before the classifier
     tta: int = 4  # shifted / rotated TTA views
     beta: float = 0.4  # weight of the plain pass in TTA
-    device_loader: Literal["auto", "on", "off"] = "auto"  # "on": pixels held and augmented on the model's device a batch at a time (airbench);
+    device_loader: Literal["auto", "on", "off"] = "auto"  # "on": pixels held and augmented on the model's device
+    #                              a batch at a time (airbench);
     #                              "off": DataLoader with albumentations; "auto": on with a GPU, off on the CPU
 
 
-# ---------------------------------------------------------------------------------------------- kitbox.vision calls
+# ---------------------------------------------------------------------------------- backbones, views, loaders
 
 
 def _archs(options) -> list[str]:
@@ -86,8 +100,6 @@ def _weights_arg(arch: str, first: bool, weights: str | None) -> str | None:
 
 
 def _find_weights(arch: str, first: bool, settings):
-    from kitbox.vision.models import WeightsNotFound, find_weights
-
     try:
         return find_weights(arch, _weights_arg(arch, first, settings.weights))
     except WeightsNotFound as err:  # an explicit --weights path that does not exist
@@ -113,8 +125,6 @@ def weights_preflight(data, settings, options) -> None:
 def _backbone(arch: str, first: bool, n_out: int, settings, ps: float = 0.25):
     """A timm model with a fresh ``n_out`` head: pretrained weights found offline, downloaded when allowed, or
     random with --from-scratch."""
-    from kitbox.vision.models import create_model
-
     if settings.from_scratch:
         return create_model(arch, n_out, pretrained=False, ps=ps)
     return create_model(arch, n_out, weights=_weights_arg(arch, first, settings.weights), ps=ps,
@@ -132,32 +142,20 @@ def _weights_text(arch: str, model) -> str:
 
 def _views(model, size: int) -> dict:
     """The deterministic views whose features are cached: the plain centre crop and its mirror image."""
-    from kitbox.vision.transforms import flip_tfms, norm_of, valid_tfms
-
     norm = norm_of(model)
     return {"plain": valid_tfms(size, norm), "flip": flip_tfms(size, norm)}
 
 
-def _cached(model, items, transform, cache_dir: Path, view: str, device: str | None):
-    from kitbox.vision.features import cached_features
-
-    return cached_features(model, items, transform, cache_dir, view, device=device)
+def _metrics(task) -> tuple[str, ...]:
+    """What each epoch reports beside the loss: accuracy for a classifier."""
+    return ("accuracy",) if task.kind in ("binary", "multiclass") else ()
 
 
 def _head_fit(model, views: list, y, task, epochs: int, lr: float | None, seed: int, run_dir: Path | None):
     """The model's head fitted on cached features (several views stacked); returns the LR used."""
-    from kitbox.vision.finetune import train_head
-
-    metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
-    _, lr = train_head(model, views, y, task, epochs=epochs, lr=lr, metrics=metrics, seed=seed, run_dir=run_dir,
+    _, lr = train_head(model, views, y, task, epochs=epochs, lr=lr, metrics=_metrics(task), seed=seed, run_dir=run_dir,
                        progress=False)  # seconds of work: its history.json says enough
     return lr
-
-
-def _head_predict(model, feats, task) -> np.ndarray:
-    from kitbox.vision.finetune import head_predict
-
-    return head_predict(model, feats, task)
 
 
 def _seeded(pipeline, seed: int):
@@ -167,8 +165,6 @@ def _seeded(pipeline, seed: int):
 
 
 def _image_pipelines(model, size: int, n_tta: int, seed: int) -> dict:
-    from kitbox.vision.transforms import norm_of, train_tfms, tta_tfms, valid_tfms
-
     norm = norm_of(model)
     return {"train": lambda s: _seeded(train_tfms(s, norm), seed + s), "valid": lambda s: valid_tfms(s, norm),
             "tta": tta_tfms(size, norm, n=n_tta, seed=seed) if n_tta else [], "plain": valid_tfms(size, norm)}
@@ -177,160 +173,30 @@ def _image_pipelines(model, size: int, n_tta: int, seed: int) -> dict:
 def _loader(items, transform, bs: int, seed: int | None, device: str | None, target_dtype=None, train: bool = False,
             workers: int | None = None):
     """image_loader for the run's device: its workers and pinned memory follow that device unless ``workers``."""
-    from kitbox.vision.data import image_loader
-
     return image_loader(items, transform, batch_size=bs, shuffle=train, seed=seed, target_dtype=target_dtype,
                         drop_last=train, num_workers=workers, device=device)
 
 
 def _unfrozen(model, train_dl, valid_dl, task, seed: int, run_dir: Path, learner_options: dict):
-    from kitbox.vision.finetune import unfrozen_learner
-
-    metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
-    return unfrozen_learner(model, train_dl, valid_dl, task, metrics=metrics, seed=seed, run_dir=run_dir,
+    return unfrozen_learner(model, train_dl, valid_dl, task, metrics=_metrics(task), seed=seed, run_dir=run_dir,
                             **learner_options)
-
-
-def _resize_and_fit(learn, size: int, pipes: dict, fit) -> None:
-    from kitbox.vision.tta import resize_and_fit
-
-    resize_and_fit(learn, size, pipes["train"], pipes["valid"], fit)
 
 
 def _tta_passes(learn, items, pipes: dict, bs: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
     """(plain pass, mean of the augmented passes or None): calibration chooses their weights."""
-    from kitbox.vision.tta import predict_tta
-
     augmented, plain = predict_tta(learn, items, pipes["plain"], pipes["tta"], beta=0.0, batch_size=bs)
     return plain, (augmented if pipes["tta"] else None)
 
 
 def _digit_pipelines(mean: float, std: float, side: int, n_tta: int, seed: int) -> dict:
-    from kitbox.vision.transforms import digit_train_tfms, digit_tta_tfms, digit_valid_tfms
-
     return {"train": _seeded(digit_train_tfms(side, mean, std), seed), "plain": digit_valid_tfms(side, mean, std),
             "tta": digit_tta_tfms(side, n=n_tta, seed=seed, mean=mean, std=std)}
 
 
-def _small_convnet(n_out: int, in_chans: int, widths: tuple, ps: float):
-    from kitbox.vision.models import SmallConvNet
-
-    return SmallConvNet(n_out, in_chans=in_chans, widths=widths, ps=ps)
-
-
 def _with_labels(images, idx, y=None):
     """The images at ``idx`` as :class:`kitbox.vision.ImageItems`, carrying ``y[idx]`` as labels."""
-    from kitbox.vision.data import ImageItems
-
     sub = images.subset(idx)
     return ImageItems(paths=sub.paths, pixels=sub.pixels, labels=None if y is None else y[idx], ids=sub.ids)
-
-
-# ---------------------------------------------------------------------------------------------- calibration
-
-
-BETAS = np.linspace(0.0, 1.0, 6)  # weight of the plain pass against the augmented passes' mean
-TEMPERATURES = np.geomspace(0.5, 50.0, 21)  # logits are divided by it: > 1 softens an overconfident model
-SHRINKS = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0])  # share of the prior mixed in
-CLIPS = np.array([0.0, 1e-4, 1e-3, 0.0025, 0.005, 0.01, 0.02])  # probabilities kept in [clip, 1 - clip]
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """How a fold turns its prediction passes into probabilities; every value chosen on training rows only."""
-
-    kind: str  # the task's kind
-    prior: np.ndarray  # the training rows' class / label frequencies (regression: unused)
-    beta: float = 1.0
-    temperature: float = 1.0
-    shrink: float = 0.0
-    clip: float = 0.0
-
-    def apply(self, plain: np.ndarray, augmented: np.ndarray | None = None) -> np.ndarray:
-        plain = np.asarray(plain, dtype=np.float64)  # float32's 1 - 1e-12 is 1: logits and logs would be infinite
-        p = plain if augmented is None else self.beta * plain + (1 - self.beta) * np.asarray(augmented, np.float64)
-        if self.kind == "regression":
-            return p
-        p = (1 - self.shrink) * _soften(p, self.temperature, self.kind) + self.shrink * self.prior
-        return np.clip(p, self.clip, 1 - self.clip) if self.clip else p
-
-    def info(self) -> dict:
-        return {"tta_beta": self.beta, "temperature": self.temperature, "prior_share": self.shrink, "clip": self.clip}
-
-    def report(self, plain: np.ndarray, augmented: np.ndarray | None, y: np.ndarray) -> dict:
-        """Its settings, and the loss on the rows it was fitted on before (plain pass) and after calibrating."""
-        return {**self.info(), "calibration_rows": len(y),
-                "calibration_loss_plain": _calibration_loss(self.kind, y, plain),
-                "calibration_loss": _calibration_loss(self.kind, y, self.apply(plain, augmented))}
-
-
-def _soften(p: np.ndarray, temperature: float, kind: str) -> np.ndarray:
-    if temperature == 1.0:
-        return p
-    if kind == "multiclass":
-        logits = np.log(np.clip(p, 1e-12, 1.0)) / temperature
-        logits -= logits.max(1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(1, keepdims=True)
-    q = np.clip(p, 1e-12, 1 - 1e-12)
-    return 1.0 / (1.0 + np.exp(-np.log(q / (1 - q)) / temperature))
-
-
-def _row_losses(kind: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Each row's log loss (mean binary cross-entropy over labels for multi-label; squared error for regression)."""
-    p = np.asarray(p, dtype=np.float64)  # in float32, 1 - 1e-15 is 1 and log(1 - q) is -inf
-    if kind == "regression":
-        return (np.asarray(y, dtype=np.float64) - p) ** 2
-    q = np.clip(p, 1e-15, 1 - 1e-15)
-    if kind == "multiclass":
-        return -np.log(q[np.arange(len(y)), y])
-    losses = -(y * np.log(q) + (1 - y) * np.log(1 - q))
-    return losses.mean(1) if losses.ndim == 2 else losses
-
-
-def _calibration_loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean(_row_losses(kind, y, p)))
-
-
-def _beats_the_prior(cal: "Calibration", plain, augmented, y: np.ndarray) -> bool:
-    """Whether the calibrated model beats the constant prior on these rows by more than two standard errors of
-    the per-row difference: a model that cannot show that (too few rows, or no signal) submits the prior."""
-    p = cal.apply(plain, augmented)
-    gain = _row_losses(cal.kind, y, np.broadcast_to(cal.prior, p.shape)) - _row_losses(cal.kind, y, p)
-    return len(gain) > 1 and gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain))
-
-
-def _prior(kind: str, y: np.ndarray, n_out: int) -> np.ndarray:
-    if kind == "multiclass":
-        return np.bincount(y, minlength=n_out) / len(y)
-    return np.asarray(y, dtype=np.float64).mean(0)
-
-
-def _best(candidates: list[Calibration], plain, augmented, y) -> Calibration:
-    """The first candidate with the lowest loss (grids run from 'change nothing' outwards)."""
-    losses = [_calibration_loss(c.kind, y, c.apply(plain, augmented)) for c in candidates]
-    return candidates[int(np.argmin(losses))]
-
-
-def fit_calibration(plain: np.ndarray, augmented: np.ndarray | None, y: np.ndarray, kind: str,
-                    prior: np.ndarray) -> Calibration:
-    """TTA's beta, then temperature and prior share together, then the clip, each minimising log loss on these
-    (training) rows' held-out predictions; the constant prior when the model cannot show it does better."""
-    cal = Calibration(kind, prior)
-    if augmented is not None:
-        cal = _best([Calibration(kind, prior, beta=b) for b in BETAS[::-1]], plain, augmented, y)
-    if kind == "regression":
-        return cal
-    grid = [Calibration(kind, prior, cal.beta, t, s) for s in SHRINKS for t in _from_one(TEMPERATURES)]
-    cal = _best(grid, plain, augmented, y)
-    cal = _best([Calibration(kind, prior, cal.beta, cal.temperature, cal.shrink, c) for c in CLIPS],
-                plain, augmented, y)
-    return cal if _beats_the_prior(cal, plain, augmented, y) else Calibration(kind, prior, cal.beta, shrink=1.0)
-
-
-def _from_one(values: np.ndarray) -> np.ndarray:
-    """The grid ordered by distance from 1 (no change first), so ties keep the gentlest setting."""
-    return values[np.argsort(np.abs(np.log(values)))]
 
 
 # ---------------------------------------------------------------------------------------------- linear probe
@@ -345,7 +211,7 @@ def probe_features(data, archs: list[str], size: int, settings, cache_dir: Path)
         sources.append(_weights_text(arch, model))
         views = _views(model, size)
         for images, blocks in ((data.train_images, blocks_train), (data.test_images, blocks_test)):
-            feats = [_cached(model, images, t, cache_dir, f"{arch}-{v}{size}", settings.device).numpy()
+            feats = [cached_features(model, images, t, cache_dir, f"{arch}-{v}{size}", device=settings.device).numpy()
                      for v, t in views.items()]
             blocks.append(np.mean(feats, axis=0))
     return blocks_train, blocks_test, sources
@@ -358,10 +224,6 @@ def _size(ctx: FoldContext, options) -> int:
 def fit_probe(x_fit, y_fit, x_pred: list, kind: str, n_out: int, cs: list[float], inner: int, seed: int):
     """Standardised features -> logistic regression (one per label for multi-label) or ridge, C by inner CV on
     ``x_fit``'s rows. Returns the predictions for each array of ``x_pred`` and the chosen C (or alpha)."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold
-    from sklearn.preprocessing import StandardScaler
-
     scaler = StandardScaler().fit(x_fit)
     x_fit, x_pred = scaler.transform(x_fit), [scaler.transform(x) for x in x_pred]
     if kind == "regression":
@@ -379,8 +241,6 @@ def fit_probe(x_fit, y_fit, x_pred: list, kind: str, n_out: int, cs: list[float]
 
 def _logistic(x_fit, target: np.ndarray, x_pred: list, n_classes: int, cs, inner: int, seed: int):
     """Class probabilities (rows, n_classes) for each array of ``x_pred``, and the C that inner CV chose."""
-    from sklearn.linear_model import LogisticRegression
-
     classes = np.unique(target)
     if len(classes) < 2:  # one class in these rows (a rare label): its smoothed frequency is the best guess
         p = np.full(n_classes, 0.5 / (len(target) + 1))
@@ -398,10 +258,6 @@ def _logistic(x_fit, target: np.ndarray, x_pred: list, n_classes: int, cs, inner
 
 def _inner_cv_c(x, target: np.ndarray, cs, inner: int, seed: int) -> float:
     """The C whose logistic regression has the lowest log loss on inner folds of these rows."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
-
     counts = np.unique(target, return_counts=True)[1]
     n_splits = max(2, min(inner, int(counts.min())))
     splits = StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(x, target)
@@ -434,12 +290,6 @@ def linear_probe(ctx: FoldContext) -> FoldPredictions:
 # ---------------------------------------------------------------------------------------------- cnn
 
 
-def _target_dtype(kind: str):
-    import torch
-
-    return torch.int64 if kind == "multiclass" else torch.float32
-
-
 def _head_epochs(n_rows: int, quick: bool, given: int | None, bs: int = 64) -> int:
     """Enough epochs for ~300 optimizer steps (100 with --quick), at least 8 (3): a head on 200 photos needs many
     more epochs than on 20,000 to see as many batches, and an epoch on cached features costs milliseconds."""
@@ -459,8 +309,6 @@ def _head_phase(ctx: FoldContext, model, task, fit_idx: np.ndarray, feats: dict)
 
 def _head_calibration(ctx: FoldContext, pristine, task, feats: dict, lr: float, prior: np.ndarray):
     """Calibration fitted on the fold's training rows: each inner fold's head predicts the rows it did not see."""
-    from sklearn.model_selection import KFold
-
     tr, held, plain, flip = ctx.train_idx, [], [], []
     for fit_pos, held_pos in KFold(3, shuffle=True, random_state=ctx.seed).split(tr):
         head = copy.deepcopy(pristine)
@@ -468,8 +316,8 @@ def _head_calibration(ctx: FoldContext, pristine, task, feats: dict, lr: float, 
         epochs = _head_epochs(len(fit_pos) * len(views), ctx.quick, ctx.options.head_epochs)
         _head_fit(head, views, ctx.y[tr[fit_pos]], task, epochs, lr, ctx.seed, None)
         held.append(held_pos)
-        plain.append(_head_predict(head, feats["plain"][0][tr[held_pos]], task))
-        flip.append(_head_predict(head, feats["flip"][0][tr[held_pos]], task))
+        plain.append(head_predict(head, feats["plain"][0][tr[held_pos]], task))
+        flip.append(head_predict(head, feats["flip"][0][tr[held_pos]], task))
     order = np.argsort(np.concatenate(held))  # back to the order of the training rows
     plain, flip = np.concatenate(plain)[order], np.concatenate(flip)[order]
     cal = fit_calibration(plain, flip, ctx.y[tr], task.kind, prior)
@@ -478,15 +326,14 @@ def _head_calibration(ctx: FoldContext, pristine, task, feats: dict, lr: float, 
 
 def _cnn_head_only(ctx: FoldContext, model, task, info: dict) -> FoldPredictions:
     """The frozen backbone's cached features -> the head; calibrated on the training rows by inner CV."""
-    import torch
-
     pristine = copy.deepcopy(model)  # the inner-CV heads start where the fold's head starts
     feats = _head_features(ctx, model)
     lr = _head_phase(ctx, model, task, ctx.train_idx, feats)
-    cal, report = _head_calibration(ctx, pristine, task, feats, lr, _prior(task.kind, ctx.y[ctx.train_idx], task.n_out))
+    prior = class_prior(task.kind, ctx.y[ctx.train_idx], task.n_out)
+    cal, report = _head_calibration(ctx, pristine, task, feats, lr, prior)
     va = torch.as_tensor(ctx.valid_idx)
-    oof = cal.apply(*[_head_predict(model, train[va], task) for train, _ in feats.values()])
-    test = cal.apply(*[_head_predict(model, test, task) for _, test in feats.values()])
+    oof = cal.apply(*[head_predict(model, train[va], task) for train, _ in feats.values()])
+    test = cal.apply(*[head_predict(model, test, task) for _, test in feats.values()])
     return FoldPredictions(oof=oof, test=test, info={**info, "head_lr": lr, **report})
 
 
@@ -494,15 +341,13 @@ def _head_features(ctx: FoldContext, model) -> dict:
     """{view: (train features, test features)} of the plain and mirrored views, cached for every fold."""
     size, data, cache = _size(ctx, ctx.options), ctx.data, ctx.cache_dir / "features"
     arch = _archs(ctx.options)[0]
-    return {v: tuple(_cached(model, images, t, cache, f"{arch}-{v}{size}", ctx.settings.device)
+    return {v: tuple(cached_features(model, images, t, cache, f"{arch}-{v}{size}", device=ctx.settings.device)
                      for images in (data.train_images, data.test_images))
             for v, t in _views(model, size).items()}
 
 
 def _calibration_rows(ctx: FoldContext) -> tuple[np.ndarray, np.ndarray]:
     """The fold's training rows split into rows to train on and rows to calibrate on (stratified by class)."""
-    from sklearn.model_selection import train_test_split
-
     y = ctx.y[ctx.train_idx]
     stratify = y if ctx.data.task in ("binary", "multiclass") else None
     return train_test_split(ctx.train_idx, test_size=ctx.options.calib_frac, random_state=ctx.seed, stratify=stratify)
@@ -526,7 +371,7 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
     lr = float(opts.lr or 3e-3) if scratch else _head_phase(ctx, model, task, fit_idx, _head_features(ctx, model))
     ft_lr = float(opts.ft_lr or (lr if scratch else lr / 10))
     pipes = _image_pipelines(model, sizes[-1], opts.tta, ctx.seed)
-    dtype = _target_dtype(task.kind)
+    dtype = task.target_dtype
     bs = min(opts.bs, len(fit_idx))  # a tiny training set still makes one batch
     device = ctx.settings.device
     train_dl = _loader(_with_labels(data.train_images, fit_idx, ctx.y), pipes["train"](sizes[0]), bs, ctx.seed,
@@ -537,10 +382,11 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
     # pretrained: early layers move 100x slower than the head; from scratch every layer learns alike
     group_lr = ft_lr if scratch else slice(ft_lr / 100, ft_lr)
     for size in sizes:
-        _resize_and_fit(learn, size, pipes, lambda learn: learn.fit_sgdr(1, 1, group_lr))
+        resize_and_fit(learn, size, pipes["train"], pipes["valid"], lambda learn: learn.fit_sgdr(1, 1, group_lr))
     learn.save(ctx.fold_dir / "model.safetensors")
     calib_passes = _tta_passes(learn, calib_items, pipes)
-    cal = fit_calibration(*calib_passes, ctx.y[calib_idx], task.kind, _prior(task.kind, ctx.y[fit_idx], task.n_out))
+    prior = class_prior(task.kind, ctx.y[fit_idx], task.n_out)
+    cal = fit_calibration(*calib_passes, ctx.y[calib_idx], task.kind, prior)
     oof = cal.apply(*_tta_passes(learn, _with_labels(data.train_images, ctx.valid_idx), pipes))
     test = cal.apply(*_tta_passes(learn, data.test_images, pipes))
     info.update(head_lr=None if scratch else lr, ft_lr=ft_lr, ft_sizes=sizes,
@@ -553,8 +399,6 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
 def cnn(ctx: FoldContext) -> FoldPredictions:
     """A timm CNN: head on cached pretrained features, optionally every layer (SGDR, progressive resizing) and TTA;
     with --from-scratch every layer from random weights. Probabilities calibrated on training rows only."""
-    import torch
-
     torch.manual_seed(ctx.seed)
     task, opts = ctx.task(), ctx.options
     model = _backbone(_archs(opts)[0], True, task.n_out, ctx.settings, opts.ps)
@@ -584,8 +428,6 @@ def _pixel_norm(pixels: np.ndarray) -> tuple[float, float]:
 def _pixel_loaders(ctx: FoldContext, pipes: dict, bs: int, dtype, norm: tuple[float, float]):
     """(train, valid) loaders of the fold's pixel images: on the model's device with per-batch affine augmentation
     (``device_loader``; the default on a GPU), else DataLoaders through the albumentations pipelines."""
-    from kitbox.vision.data import DeviceImageLoader
-
     opts, images = ctx.options, ctx.data.train_images
     train_items = _with_labels(images, ctx.train_idx, ctx.y)
     valid_items = _with_labels(images, ctx.valid_idx, ctx.y)
@@ -601,18 +443,13 @@ def _pixel_loaders(ctx: FoldContext, pipes: dict, bs: int, dtype, norm: tuple[fl
 
 def _small_cnn_learner(ctx: FoldContext, pipes: dict, task, norm: tuple[float, float]):
     """SmallConvNet and its Learner over the fold's pixel images: batches sized to the data, seeded."""
-    import torch
-
-    from kitbox.training.learner import Learner
-
     opts, images, tr = ctx.options, ctx.data.train_images, ctx.train_idx
     bs = int(opts.bs or np.clip(len(tr) // 20, 32, 128))  # small data: smaller batches, enough optimizer steps
-    train_dl, valid_dl = _pixel_loaders(ctx, pipes, bs, _target_dtype(task.kind), norm)
+    train_dl, valid_dl = _pixel_loaders(ctx, pipes, bs, task.target_dtype, norm)
     torch.manual_seed(ctx.seed)
     in_chans = 1 if images.pixels.ndim == 3 else images.pixels.shape[3]
-    model = _small_convnet(task.n_out, in_chans, opts.widths, opts.ps)
-    metrics = ("accuracy",) if task.kind in ("binary", "multiclass") else ()
-    return Learner(model, train_dl, valid_dl, task=task, metrics=metrics, seed=ctx.seed, run_dir=ctx.fold_dir,
+    model = SmallConvNet(task.n_out, in_chans=in_chans, widths=opts.widths, ps=opts.ps)
+    return Learner(model, train_dl, valid_dl, task=task, metrics=_metrics(task), seed=ctx.seed, run_dir=ctx.fold_dir,
                    **ctx.learner_options())
 
 

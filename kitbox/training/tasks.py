@@ -35,6 +35,15 @@ class Task:
         if self.y_range is not None and self.kind != "regression":
             raise ValueError("y_range scales a regression output; it has no meaning for a classification task")
 
+    @property
+    def target_dtype(self) -> torch.dtype:
+        """The dtype the loss takes targets in: class indices (int64) for softmax, floats for every other head."""
+        return torch.int64 if self.kind == "multiclass" else torch.float32
+
+    def targets(self, y) -> np.ndarray:
+        """``y`` as a numpy array in :attr:`target_dtype`, for loaders that hold numpy targets."""
+        return np.asarray(y).astype(str(self.target_dtype).removeprefix("torch."))
+
     def scale_output(self, out: torch.Tensor) -> torch.Tensor:
         """Regression: the output squeezed to (n,) and, with ``y_range``, squashed into it by a scaled sigmoid; this
         is what the loss sees and what predictions are. Classification outputs (logits) pass through as they are."""

@@ -20,8 +20,7 @@ from kitbox.vision.models import head_of, model_device
 
 
 def _target_tensor(y: np.ndarray, task: Task) -> torch.Tensor:
-    dtype = torch.int64 if task.kind == "multiclass" else torch.float32
-    return torch.as_tensor(np.asarray(y), dtype=dtype)
+    return torch.as_tensor(np.asarray(y), dtype=task.target_dtype)
 
 
 def train_head(
