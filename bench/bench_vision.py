@@ -125,7 +125,7 @@ def backbones(args) -> None:
     feats = dict(zip(archs, probe_features(data, archs, args.size, settings, Path(args.cache))[0]))
     n_views = 2 * len(data.train) * len(archs)
     print(f"features of {n_views} views in {time.perf_counter() - start:.0f} s (0 s when cached)")
-    cs = [float(c) for c in LinearProbeOptions().cs.split(",")]
+    cs = list(LinearProbeOptions().cs)
     scores: dict[str, list[float]] = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         folds = stratified_kfold(y, 5, seed)

