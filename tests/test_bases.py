@@ -170,7 +170,7 @@ def test_the_cut_and_the_blend_are_scored_on_folds_they_were_not_chosen_on(tmp_p
         oofs[name] = np.zeros(len(y))
         for k in range(3):
             oofs[name][np.load(folder / f"fold{k}" / "valid_idx.npy")] = np.load(folder / f"fold{k}" / "oof.npy")
-    honest = ensemble.nested_predictions(oofs, y, groups, comp.blend_metric, comp.decide, comp.apply, task="binary")
+    honest = ensemble.nested_predictions(oofs, y, groups, comp.blend_metric_for("binary"), comp.decide, comp.apply, task="binary")
     assert blend["score_honest"] == pytest.approx(f1(y, honest))
 
 
@@ -195,11 +195,12 @@ def test_a_label_metric_on_one_label_chooses_blend_weights_by_log_loss(tmp_path)
     blend = report.blend
     assert blend["metric"] == "log_loss" and "weights chosen for log_loss" in report.summary()
     oofs = {name: res.oof()[0] for name, res in results.items()}
-    assert ensemble.caruana(oofs, plan.y, comp.blend_metric).weights == {"timid": 0.0, "sk": 1.0}
+    assert ensemble.caruana(oofs, plan.y, comp.blend_metric_for(plan.data.task)).weights == {"timid": 0.0, "sk": 1.0}
     assert ensemble.caruana(oofs, plan.y, "accuracy").weights == {"timid": 1.0, "sk": 0.0}  # what accuracy would keep
     assert report.metric == "accuracy" and blend["score"] >= report.recipes["sk"]["oof"] > 0.9  # scored by accuracy
-    assert digits_comp(metric_name="f1").blend_metric.name == "f1_best_cut"
-    assert digits_comp(metric_name="rmse").blend_metric.name == "rmse"
+    assert digits_comp(metric_name="f1").blend_metric_for("binary").name == "f1_best_cut"
+    assert digits_comp(metric_name="rmse").blend_metric_for("regression").name == "rmse"
+    assert digits_comp(metric_name="accuracy").blend_metric_for("multilabel").name == "accuracy"  # tags: no log loss
 
 
 def test_map_at_k_submits_the_k_likeliest_classes_best_first(tmp_path):

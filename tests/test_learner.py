@@ -294,3 +294,17 @@ def test_the_task_says_the_dtype_its_loss_takes_targets_in():
     assert {Task(k, n_out=2).target_dtype for k in ("regression", "binary", "multilabel")} == {torch.float32}
     assert Task("multiclass", n_out=3).targets(np.array([0.0, 2.0])).dtype == np.int64
     assert Task("binary").targets([0, 1]).dtype == np.float32
+
+
+def test_one_task_inference_for_arrays_and_target_columns():
+    """The rules the table base applies to train.csv's target columns are the rules infer_task applies to arrays."""
+    from kitbox.training.tasks import infer_kind
+
+    assert infer_kind(np.array([[0, 1], [1, 1], [0, 0]]))[0] == "multilabel"
+    assert infer_kind(np.array([[0.5, 2.0], [1.5, 1.0]]))[0] == "regression"  # several value columns
+    many = pd.Series(np.arange(60) % 30, name="units")
+    assert infer_kind(many)[0] == "regression"  # 30 whole numbers and no metric: a quantity
+    assert infer_kind(many, metric_kind="label") == ("multiclass", list(range(30)))  # a label metric: classes
+    assert infer_kind(pd.Series(["b a", "c", "a"]), label_sep=" ") == ("multilabel", ["a", "b", "c"])
+    with pytest.raises(ValueError, match="target column 'units' has 1 distinct value"):
+        infer_kind(pd.Series([3, 3, 3], name="units"))

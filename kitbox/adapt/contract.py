@@ -210,8 +210,9 @@ class Competition:
                              "(its Evaluation page says which), e.g. metric_name = 'auc'")
         return get_metric(self.metric_name)
 
-    @property
-    def blend_metric(self) -> Metric:
+    def blend_metric_for(self, task: str | None) -> Metric:
+        """What blend weights are chosen by for a run of this ``task`` (``data.task``): ``blend_metric_name`` when
+        set, else the metric itself."""
         return get_metric(self.blend_metric_name or self.metric_name)
 
     def load(self, data_dir: Path) -> CompetitionData:

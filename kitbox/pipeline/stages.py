@@ -275,15 +275,16 @@ def blend(plan: Plan, results: dict[str, cv.RecipeFolds]) -> dict:
     oof_rows = {n: oof[rows] for n, (oof, _) in oofs.items()}
     y = plan.y[rows]
     groups = ensemble.holdout_groups(plan.folds[rows], plan.seed)
-    fitted = ensemble.fit_blend(oof_rows, y, comp.blend_metric, rank=by_rank, task=plan.data.task, groups=groups)
+    blend_metric = comp.blend_metric_for(plan.data.task)
+    fitted = ensemble.fit_blend(oof_rows, y, blend_metric, rank=by_rank, task=plan.data.task, groups=groups)
     blended = ensemble.apply_blend(fitted, oof_rows)
     decided = comp.decide(blended, y)
     tests = {name: cv.recipe_test_pred(res, metric) for name, res in results.items()}
-    honest_pred = ensemble.nested_predictions(oof_rows, y, groups, comp.blend_metric, comp.decide, comp.apply,
+    honest_pred = ensemble.nested_predictions(oof_rows, y, groups, blend_metric, comp.decide, comp.apply,
                                               rank=by_rank, task=plan.data.task)
     single = {n: float(metric(y, comp.apply(p, decided))) for n, p in oof_rows.items()}
     return {
-        "metric": comp.blend_metric.name, "method": fitted.method, "weights": fitted.weights,
+        "metric": blend_metric.name, "method": fitted.method, "weights": fitted.weights,
         "score": float(metric(y, comp.apply(blended, decided))),  # in-sample: weights and decisions chosen on these rows
         "score_honest": float(metric(y, honest_pred)),
         "single_scores": single, "decided": decided, "rows": int(rows.sum()), "held_out": fitted.held_out,

@@ -67,7 +67,8 @@ class Task:
         if self.kind == "multiclass":
             if target.ndim > 1 and target.shape[-1] > 1:
                 raise ValueError(
-                    "a softmax (multiclass) head was given multi-label targets: softmax picks exactly one class per row. "
+                    "a softmax (multiclass) head was given multi-label targets: softmax picks exactly one class per "
+                    "row. "
                     "Use Task('multilabel', ...) for rows that can carry several labels."
                 )
             return F.cross_entropy(out, target.long().reshape(-1), label_smoothing=self.label_smoothing)
@@ -86,33 +87,54 @@ class Task:
         return torch.sigmoid(out)
 
 
-def _is_multilabel(y: pd.Series) -> bool:
+MAX_CLASSES = 20  # whole numbers with more distinct values are a quantity, not classes (fastai's cont_cat_split rule)
+
+
+def _is_tags(y: pd.Series, sep: str) -> bool:
+    """Lists, or text in which more than 5% of the values hold several ``sep``-separated tags."""
     first = y.dropna().iloc[0] if y.notna().any() else None
     if isinstance(first, (list, tuple, set, np.ndarray)):
         return True
-    is_text = y.dtype == object or pd.api.types.is_string_dtype(y)
-    return bool(is_text and y.dropna().astype(str).str.strip().str.contains(" ").any())
+    text = y.dropna().astype(str)
+    if not len(text) or pd.api.types.is_numeric_dtype(y):
+        return False
+    return text.str.contains(sep, regex=False).mean() > 0.05
 
 
-def infer_task(y, kind: str | None = None, **task_kwargs) -> Task:
-    """Infer the task from the targets (or check a forced ``kind`` against them).
+def infer_kind(y, metric_kind: str | None = None, label_sep: str = " ") -> tuple[str, list]:
+    """(kind, classes) from target values: a Series (one target), a DataFrame or 2-D array (several), and, where
+    known, the kind of value the metric scores (:func:`kitbox.io.submission.metric_kind`: "value", "label",
+    "probability", "ranking").
 
-    floats -> regression; one label per row (ints or strings) -> binary/multiclass;
-    lists or space-separated tags -> multilabel; a 2-D 0/1 array -> multilabel.
-    """
-    arr = np.asarray(y) if not isinstance(y, pd.Series) else None
-    if arr is not None and arr.ndim == 2:
-        inferred, n = "multilabel", arr.shape[1]
-    else:
-        s = y if isinstance(y, pd.Series) else pd.Series(arr)
-        if _is_multilabel(s):
-            tags = s.dropna().map(lambda v: v.split() if isinstance(v, str) else list(v))
-            inferred, n = "multilabel", len({t for row in tags for t in row})
-        elif pd.api.types.is_float_dtype(s) and not np.all(np.mod(s.dropna(), 1) == 0):
-            inferred, n = "regression", 1
-        else:
-            n = s.nunique(dropna=True)
-            inferred = "binary" if n <= 2 else "multiclass"
+    Several 0/1 columns -> multilabel (their names, or positions, are the classes), other columns -> regression;
+    lists or ``label_sep``-separated tags -> multilabel (the sorted tags); a metric of values, or non-integer floats
+    -> regression; without a metric, whole numbers with more than MAX_CLASSES distinct values -> regression;
+    otherwise binary or multiclass, the sorted distinct values as classes."""
+    if isinstance(y, np.ndarray) and y.ndim == 2:
+        y = pd.DataFrame(y)
+    if isinstance(y, pd.DataFrame):
+        binary = y.isin([0, 1, 0.0, 1.0, True, False]).all().all()
+        return ("multilabel" if binary and metric_kind != "value" else "regression"), list(y.columns)
+    y = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y))
+    if _is_tags(y, label_sep):
+        listed = (list, tuple, set, np.ndarray)
+        tags = y.dropna().map(lambda v: list(v) if isinstance(v, listed) else str(v).split(label_sep))
+        return "multilabel", sorted({t for row in tags for t in row if t != ""})
+    if metric_kind == "value" or (pd.api.types.is_float_dtype(y) and not np.all(np.mod(y.dropna(), 1) == 0)):
+        return "regression", []
+    if metric_kind is None and pd.api.types.is_numeric_dtype(y) and y.nunique() > MAX_CLASSES:
+        return "regression", []
+    classes = sorted(y.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+    if len(classes) < 2:
+        where = f"target column {y.name!r}" if y.name is not None else "the targets"
+        raise ValueError(f"{where} has {len(classes)} distinct value(s) {classes}: nothing to learn")
+    return ("binary" if len(classes) == 2 else "multiclass"), classes
+
+
+def infer_task(y, kind: str | None = None, metric_kind: str | None = None, label_sep: str = " ",
+               **task_kwargs) -> Task:
+    """The :class:`Task` the targets call for (see :func:`infer_kind`), or a forced ``kind`` checked against them."""
+    inferred, classes = infer_kind(y, metric_kind, label_sep)
     if kind is None:
         kind = inferred
     elif kind == "multiclass" and inferred == "multilabel":
@@ -121,5 +143,7 @@ def infer_task(y, kind: str | None = None, **task_kwargs) -> Task:
             "makes the classes compete and predicts one. Use kind='multilabel' (a sigmoid per label)."
         )
     elif kind in ("binary", "multiclass") and inferred == "regression":
-        raise ValueError("these targets are non-integer floats (a regression target); a classification task cannot fit them")
-    return Task(kind, n_out=None if kind in ("regression", "binary") else task_kwargs.pop("n_out", n), **task_kwargs)
+        raise ValueError("these targets are non-integer floats (a regression target); a classification task "
+                         "cannot fit them")
+    n_out = task_kwargs.pop("n_out", len(classes))
+    return Task(kind, n_out=None if kind in ("regression", "binary") else n_out, **task_kwargs)

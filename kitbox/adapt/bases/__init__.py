@@ -11,9 +11,9 @@ and task from the data, so they serve any competition of that shape::
         metric_name = "accuracy"
 """
 from kitbox.adapt.bases.image import ImageCompetition
-from kitbox.adapt.bases.table import MAX_CAT_CARD, TableCompetition, encode_targets, find_file, infer_task, is_text, read_table
+from kitbox.adapt.bases.table import MAX_CAT_CARD, TableCompetition, encode_targets, find_file, is_text, read_table
 from kitbox.adapt.bases.tabular import TabularCompetition
 from kitbox.adapt.bases.text import TextCompetition
 
 __all__ = ["ImageCompetition", "MAX_CAT_CARD", "TableCompetition", "TabularCompetition", "TextCompetition",
-           "encode_targets", "find_file", "infer_task", "is_text", "read_table"]
+           "encode_targets", "find_file", "is_text", "read_table"]

@@ -39,11 +39,26 @@ class ImageCompetition(TableCompetition):
     def expected_files(self) -> list[str]:
         return [self.sample_file, f"{self.train_dir}/ or {self.train_file}", f"{self.test_dir}/ or {self.test_file}"]
 
+    def load(self, data_dir: Path) -> CompetitionData:
+        data_dir = Path(data_dir)
+        if self.layout(data_dir) in ("pixels", "csv"):
+            return super().load(data_dir)
+        train, test, sample, sample_path, notes = self.read_folders(data_dir)
+        data = self.build_data(data_dir, train, test, sample, sample_path)
+        data.notes += notes
+        return data
+
     def read_files(self, data_dir: Path):
-        layout = self.layout(data_dir)
-        if layout in ("pixels", "csv"):
+        if self.layout(data_dir) in ("pixels", "csv"):
             return super().read_files(data_dir)
+        return self.read_folders(data_dir)[:4]
+
+    def read_folders(self, data_dir: Path):
+        """(train, test, sample, sample path, notes) of an image-folder layout: one row per image, its path, and
+        the label from its folder or file name; the notes count the images that could not be read."""
         from kitbox.vision.data import from_filenames, from_folders, from_unlabelled
+
+        layout = self.layout(data_dir)
 
         sample = read_table(data_dir, self.sample_file, what=" (the sample submission)", all_text=True)
         sample_path = find_file(data_dir, self.sample_file)
@@ -55,8 +70,13 @@ class ImageCompetition(TableCompetition):
                               target: [items.classes[i] for i in items.labels]})
         test_items = from_unlabelled(data_dir / self.test_dir)
         test = pd.DataFrame({id_col: [str(i) for i in test_items.ids], "path": [str(p) for p in test_items.paths]})
-        self._skipped = (items, test_items)
-        return train, test, sample, sample_path
+        notes = []
+        if items.skipped:
+            notes.append(f"training images: {items.skipped_summary()}")
+        if test_items.skipped:
+            notes.append(f"test images: {test_items.skipped_summary()}; their rows get the mean test prediction "
+                         "(the most common label for a label metric)")
+        return train, test, sample, sample_path, notes
 
     def target_columns(self, train, sample):
         if "path" in train.columns and self.target is None and sample.shape[1] == 2:
@@ -66,12 +86,6 @@ class ImageCompetition(TableCompetition):
 
     def build_data(self, data_dir, train, test, sample, sample_path) -> CompetitionData:
         data = super().build_data(data_dir, train, test, sample, sample_path)
-        train_items, test_items = getattr(self, "_skipped", (None, None))
-        if train_items is not None and train_items.skipped:
-            data.notes.append(f"training images: {train_items.skipped_summary()}")
-        if test_items is not None and test_items.skipped:
-            data.notes.append(f"test images: {test_items.skipped_summary()}; their rows get the mean test prediction "
-                              "(the most common label for a label metric)")
         self.attach_images(data)
         return data
 

@@ -12,8 +12,9 @@ from kitbox.pipeline import splits
 from kitbox.adapt.contract import Columns, Competition, CompetitionData
 from kitbox.errors import InputError
 from kitbox.metrics import get_metric
+from kitbox.training.tasks import MAX_CLASSES, infer_kind
 
-MAX_CAT_CARD = 20  # integer columns with more distinct values are continuous (fastai's cont_cat_split rule)
+MAX_CAT_CARD = MAX_CLASSES  # integer columns with more distinct values are continuous
 
 
 def is_text(column: pd.Series) -> bool:
@@ -62,32 +63,6 @@ def _require(df: pd.DataFrame, cols, where: str, fix: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------------------------- targets and task
-
-
-def _is_tag_column(values: pd.Series, sep: str) -> bool:
-    text = values.dropna().astype(str)
-    return bool(len(text)) and not pd.api.types.is_numeric_dtype(values) and text.str.contains(sep, regex=False).mean() > 0.05
-
-
-def infer_task(train: pd.DataFrame, targets: list[str], metric, label_sep: str = " ") -> tuple[str, list]:
-    """(task, classes) from the target columns' values and what the metric scores (values alone without one:
-    whole numbers with at most MAX_CAT_CARD distinct values are classes)."""
-    kind = _metric_kind(metric) if metric is not None else None
-    if len(targets) > 1:
-        values = train[targets]
-        binary = values.isin([0, 1, 0.0, 1.0, True, False]).all().all()
-        return ("multilabel", list(targets)) if binary and kind != "value" else ("regression", list(targets))
-    y = train[targets[0]]
-    if _is_tag_column(y, label_sep):
-        return "multilabel", sorted({t for v in y.dropna().astype(str) for t in v.split(label_sep) if t})
-    if kind == "value" or (pd.api.types.is_float_dtype(y) and not np.all(np.mod(y.dropna(), 1) == 0)):
-        return "regression", []
-    if kind is None and pd.api.types.is_numeric_dtype(y) and y.nunique() > MAX_CAT_CARD:
-        return "regression", []
-    classes = sorted(y.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
-    if len(classes) < 2:
-        raise InputError(f"target column {targets[0]!r} has {len(classes)} distinct value(s) {classes}: nothing to learn")
-    return ("binary" if len(classes) == 2 else "multiclass"), classes
 
 
 def encode_targets(train: pd.DataFrame, targets: list[str], task: str, classes: list, label_sep: str) -> np.ndarray:
@@ -170,14 +145,17 @@ class TableCompetition(Competition):
         targets = self.target_columns(train, sample)
         task, classes = self.task, []
         metric = get_metric(self.metric_name) if self.metric_name else None
-        inferred, found = infer_task(train, targets, metric, self.label_sep)
+        values = train[targets] if len(targets) > 1 else train[targets[0]]
+        try:
+            inferred, found = infer_kind(values, _metric_kind(metric) if metric is not None else None, self.label_sep)
+        except ValueError as err:  # one distinct value: nothing to learn
+            raise InputError(f"{self.train_file}: {err}") from None
         task = task or inferred
         classes = found if task == inferred else (targets if task == "multilabel" and len(targets) > 1 else found)
         if task == "binary" and self.positive_class is not None:
             if self.positive_class not in classes:
                 raise InputError(f"positive_class {self.positive_class!r} is not one of the classes {classes}")
             classes = [c for c in classes if c != self.positive_class] + [self.positive_class]
-        self.loaded_task = task  # apply() turns probabilities into labels by it
         columns = Columns(id=id_col, target=targets, group=self.group_col)
         data = CompetitionData(train=train.reset_index(drop=True), test=test.reset_index(drop=True),
                                sample_submission=sample, data_dir=Path(data_dir), sample_path=sample_path, task=task,
@@ -225,25 +203,28 @@ class TableCompetition(Competition):
         return splits.kfold(len(y), n_folds, seed)
 
     # ------------------------------------------------------------------------------------ decisions
-    @property
-    def blend_metric_name(self) -> str:
-        """What the blend weights are chosen by. F1: the score at the tuned cut (the labels' own score). Another
-        label metric on one label (accuracy, kappa...): log loss. On a few thousand rows accuracy is a step
-        function of the weights, so Caruana's picks on it follow a handful of rows; log loss is smooth and scores
-        the same probabilities the labels come from (Digit Recognizer, 5 seeds: 99.318 +- 0.052 % honest against
-        99.285 +- 0.070 % for weights chosen on accuracy)."""
+    def blend_metric_for(self, task: str | None):
+        """What the blend weights are chosen by (``blend_metric_name`` when the adapter sets one). F1: the score at
+        the tuned cut (the labels' own score). Another label metric on one label (accuracy, kappa...): log loss.
+        On a few thousand rows accuracy is a step function of the weights, so Caruana's picks on it follow a
+        handful of rows; log loss is smooth and scores the same probabilities the labels come from (Digit
+        Recognizer, 5 seeds: 99.318 +- 0.052 % honest against 99.285 +- 0.070 % for weights chosen on accuracy)."""
+        if self.blend_metric_name:
+            return get_metric(self.blend_metric_name)
         if self.metric_name == "f1":
-            return "f1_best_cut"
-        if self._scores_labels() and getattr(self, "loaded_task", self.task) in ("binary", "multiclass"):
-            return "log_loss"
-        return self.metric_name
+            return get_metric("f1_best_cut")
+        if self._scores_labels() and task in ("binary", "multiclass"):
+            return get_metric("log_loss")
+        return self.metric
 
     def _scores_labels(self) -> bool:
         return _metric_kind(self.metric) == "label"
 
     def decide(self, oof: np.ndarray, y: np.ndarray) -> dict:
-        """A label metric on probabilities (binary, or tags) gets the cut that scores best on OOF (F1's is rarely 0.5)."""
-        multilabel = getattr(self, "loaded_task", self.task) == "multilabel"
+        """A label metric on probabilities (binary, or tags) gets the cut that scores best on OOF (F1's is rarely
+        0.5). Tags are told by their targets (a 0/1 matrix, where a class index is one number a row), and the
+        decision says so, for :meth:`apply`."""
+        multilabel = np.ndim(y) == 2
         if not (self._scores_labels() and (np.asarray(oof).ndim == 1 or multilabel)):
             return {}
         from kitbox.metrics import F1_CUTS, best_f1_cut
@@ -252,7 +233,7 @@ class TableCompetition(Competition):
             return {"cut": best_f1_cut(y, oof)[0]}
         scores = [self.metric(y, (oof >= c).astype(np.int64)) for c in F1_CUTS]
         best = np.flatnonzero(np.isclose(scores, max(scores) if self.metric.greater_is_better else min(scores)))
-        return {"cut": float(F1_CUTS[best[len(best) // 2]])}
+        return {"cut": float(F1_CUTS[best[len(best) // 2]]), **({"multilabel": True} if multilabel else {})}
 
     def apply(self, pred: np.ndarray, decided: dict) -> np.ndarray:
         """Label metrics score labels: class indices (or 0/1 tags) from probabilities; MAP@k the k likeliest classes."""
@@ -262,7 +243,7 @@ class TableCompetition(Competition):
             return np.argsort(-pred, axis=1, kind="stable")[:, :k]
         if not self._scores_labels():
             return pred
-        if pred.ndim == 1 or getattr(self, "loaded_task", self.task) == "multilabel":
+        if pred.ndim == 1 or decided.get("multilabel", self.task == "multilabel"):
             return (pred >= decided.get("cut", 0.5)).astype(np.int64)
         return pred.argmax(1)
 
