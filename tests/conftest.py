@@ -1,20 +1,6 @@
-"""Shared test fixtures: where the real Kaggle data lives, and a fast CPU setup."""
-from pathlib import Path
-
+"""Fixtures every test gets: one torch thread, and CUDA tests skipped without a GPU. Shared helpers live in
+tests/helpers (paths, small competitions, reference schedules)."""
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SHARED_DATA = SHARED / "data"
-
-
-def shared_path(*parts) -> Path:
-    """A path under ../shared, or skip the test with the reason when that folder is absent (a user's clone)."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"needs {path} (the real Kaggle data beside the repo); not present in this checkout")
-    return path
-
 
 @pytest.fixture(autouse=True)
 def _few_threads():

@@ -20,7 +20,7 @@ SAMPLES = REPO / "competitions" / "samples"
 
 def tensor_run() -> dict:
     """Flat digits through TensorLoader and an MLP."""
-    from test_learner import load_digits
+    from helpers.digits import load_digits
 
     x, y = load_digits(n_max=2048)
     x, y = x[:2048], y[:2048]

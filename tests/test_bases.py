@@ -12,7 +12,7 @@ import pytest
 import kitbox
 from kitbox import FoldPredictions, TabularCompetition, TextCompetition, recipe
 from kitbox.errors import InputError
-from sk_digits import write_digits
+from helpers.sk_digits import write_digits
 
 REPO = Path(__file__).resolve().parents[1]
 TWEETS = REPO / "competitions" / "samples" / "nlp-getting-started"

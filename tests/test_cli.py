@@ -19,7 +19,7 @@ from kitbox import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
-from sk_digits import ADAPTER, write_digits  # noqa: E402
+from helpers.sk_digits import ADAPTER, write_digits  # noqa: E402
 
 
 @pytest.fixture

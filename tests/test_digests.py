@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from conftest import REPO
+from helpers.paths import REPO
 
 spec = importlib.util.spec_from_file_location("oof_digests", REPO / "bench" / "oof_digests.py")
 oof_digests = importlib.util.module_from_spec(spec)

@@ -8,7 +8,7 @@ import pytest
 
 import kitbox
 from competitions.digit_recognizer import DigitRecognizer
-from conftest import shared_path
+from helpers.paths import shared_path
 from kitbox.errors import InputError
 from kitbox.adapt.options import OptionError
 

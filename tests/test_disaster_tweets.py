@@ -11,7 +11,7 @@ from competitions.disaster_tweets import DisasterTweets
 from kitbox.errors import InputError
 from kitbox.metrics import best_f1_cut, f1
 
-from conftest import shared_path
+from helpers.paths import shared_path
 
 COMP = DisasterTweets()
 

@@ -8,7 +8,7 @@ import pytest
 
 import kitbox
 from competitions.dogs_vs_cats import DogsVsCats
-from conftest import shared_path
+from helpers.paths import shared_path
 
 WEIGHTS = ("weights", "efficientnet_lite0.in1k.safetensors")
 

@@ -9,7 +9,7 @@ import pytest
 from kitbox.pipeline import cv
 from kitbox.pipeline import ensemble
 from kitbox.metrics import get_metric
-from test_cv import SkDigits, bayes_recipe, logreg_recipe
+from helpers.sk_competition import SkDigits, bayes_recipe, logreg_recipe
 
 
 def test_fold_mean_rank_mean_and_snapshot_mean():

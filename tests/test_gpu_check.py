@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers.paths import REPO
 
 
 def test_gpu_check_smoke_on_cpu():

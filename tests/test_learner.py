@@ -13,23 +13,8 @@ from kitbox import Learner, MixUp, Task, TensorLoader, TrainingDiverged, infer_t
 from kitbox.training.groups import layer_groups
 from kitbox.training.lr_finder import suggest_lrs, valley_index
 
-from conftest import SHARED_DATA
-from test_schedules import torch_one_cycle, torch_sgdr
-
-
-def load_digits(n_max=8000):
-    """Digit Recognizer's real CSV when ../shared is here, scikit-learn's bundled 8x8 digits otherwise."""
-    path = SHARED_DATA / "digit-recognizer" / "train.csv"
-    if path.exists():
-        df = pd.read_csv(path, nrows=n_max)
-        x = df.drop(columns="label").to_numpy(np.float32) / 255.0
-        y = df["label"].to_numpy()
-    else:
-        from sklearn.datasets import load_digits as sk_digits
-
-        d = sk_digits()
-        x, y = d.data.astype(np.float32) / 16.0, d.target
-    return torch.tensor(x), torch.tensor(y)
+from helpers.digits import load_digits
+from helpers.schedules import torch_one_cycle, torch_sgdr
 
 
 class SmallNet(nn.Module):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO
+from helpers.paths import REPO
 from kitbox.training.learner import Learner
 from kitbox.training.tasks import Task
 from kitbox.vision import data as vdata

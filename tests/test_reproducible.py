@@ -31,7 +31,7 @@ def test_the_same_seed_gives_byte_identical_oof(name, tmp_path):
     recipe, options = RUNS[name]
     kwargs = {}
     if name == "dogs-vs-cats":
-        from conftest import shared_path
+        from helpers.paths import shared_path
 
         kwargs["weights"] = shared_path("weights", "efficientnet_lite0.in1k.safetensors")
     first = fold0_oof(name, recipe, options, tmp_path / "a", **kwargs)

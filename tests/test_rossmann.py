@@ -16,7 +16,7 @@ from competitions.rossmann_features import EVENT_DAYS_CAP
 from kitbox.adapt.contract import FoldContext
 from kitbox.errors import InputError
 from kitbox.recipes.tabular import _gbm_inputs, model_target
-from conftest import shared_path
+from helpers.paths import shared_path
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def test_the_scaffolds_adapter_scores_close_to_the_built_in_one(sample, tmp_path
     *_, metric = EXPECTED[sample]
     kwargs = {}
     if recipe == "linear_probe":
-        from conftest import shared_path
+        from helpers.paths import shared_path
 
         kwargs["weights"] = shared_path("weights", "efficientnet_lite0.in1k.safetensors")
     data = tmp_path / sample

@@ -10,7 +10,7 @@ import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
 from PIL import Image
 
-from conftest import REPO, shared_path
+from helpers.paths import REPO, shared_path
 from kitbox.training.learner import Learner
 from kitbox.metrics import fbeta_multilabel
 from kitbox.training.tasks import Task

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import kitbox
-from conftest import REPO, shared_path
+from helpers.paths import REPO, shared_path
 from kitbox.adapt.contract import RunSettings
 from kitbox.errors import InputError
 from kitbox.metrics import log_loss
