@@ -25,6 +25,7 @@ _LAZY = {
     "write": "kitbox.pipeline.stages",
     "submit": "kitbox.pipeline.stages",
     "Report": "kitbox.pipeline.stages",
+    "RunConfig": "kitbox.pipeline.config",
     "Competition": "kitbox.adapt.contract",
     "CompetitionData": "kitbox.adapt.contract",
     "Columns": "kitbox.adapt.contract",

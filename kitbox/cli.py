@@ -15,6 +15,7 @@ from pathlib import Path
 from kitbox.adapt import registry
 from kitbox.errors import InputError
 from kitbox.io.kaggle import KaggleError, local_data_dir, output_dir
+from kitbox.pipeline.config import add_flags, from_args
 
 # ---------------------------------------------------------------------------------------------- arguments
 
@@ -55,60 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
                "  python submit.py digits --check my.csv\n  python submit.py --new data/my-comp   # write an adapter",
     )
     p.add_argument("competition", nargs="?", help="slug or alias (list below), path/to/adapter.py[:Class], module:Class")
-    p.add_argument("--data", metavar="DIR", help="folder (or Kaggle's .zip) with the competition's files (default: "
-                   "./data/SLUG, /kaggle/input/SLUG, a download with Kaggle credentials, else the embedded sample)")
-    p.add_argument("--out", metavar="FILE", help="submission path (default: ./submission-SLUG.csv, in "
-                   "/kaggle/working inside a Kaggle notebook; a copy stays in the run folder)")
-    p.add_argument("--folds", metavar="K|LIST", help="K: number of folds; 0,2 (a comma list, '3,' for one): run only "
-                   "these folds now")
-    p.add_argument("--n-folds", type=int, metavar="K", help="number of folds (default: the competition's)")
-    p.add_argument("--recipes", metavar="A,B", help="run only these recipes (and the ones they need)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe option, e.g. --set "
-                   "epochs=3 (every recipe with that option) or --set cnn.lr=1e-3 (one recipe); see --options")
-    p.add_argument("--options", action="store_true", help="list every recipe's options with their defaults, then exit")
-    p.add_argument("--weights", metavar="PATH", help="pretrained weights file or folder, passed to the recipes")
-    p.add_argument("--download-weights", action="store_true", help="fetch pretrained weights from the hub when "
-                   "none are found locally (needs internet)")
-    p.add_argument("--from-scratch", action="store_true", help="vision/text models from random weights (no pretrained "
-                   "weights needed; much worse scores)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="force the device (default: CUDA when present)")
-    p.add_argument("--gpus", type=int, metavar="N", help="data parallel on N GPUs of this machine: relaunches the "
-                   "command under torchrun with N processes (NCCL)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the models (a message and plain eager "
-                   "mode where compiling fails)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--quick", action="store_true", help="short training, for a smoke test (its own run folders)")
-    p.add_argument("--run-dir", metavar="DIR", help="run folder (default: runs/SLUG, runs/SLUG-sample on the sample)")
-    p.add_argument("--fresh", action="store_true", help="train again: move this configuration's finished folds aside")
-    p.add_argument("--download", action="store_true", help="download the data from Kaggle into ./data/SLUG")
-    p.add_argument("--submit", action="store_true", help="upload the submission to Kaggle and print its score")
-    p.add_argument("--message", help="submission message for --submit")
-    p.add_argument("--check", metavar="FILE", help="only check FILE against the sample submission; exit 1 if wrong")
-    p.add_argument("--runs", action="store_true", help="print the ledger of finished runs of this competition")
-    p.add_argument("--new", metavar="DATA_DIR", help="write an adapter for the competition downloaded in DATA_DIR "
-                   "(COMPETITION names the file to write; --metric NAME its metric)")
-    p.add_argument("--metric", metavar="NAME", help="with --new: the competition's metric (its Evaluation page says)")
-    p.add_argument("--ray", metavar="ADDRESS", help="run the folds as Ray tasks: auto, local, or HOST:PORT")
-    p.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="CPUs per Ray fold task (default 1)")
-    p.add_argument("--ray-gpus", type=float, default=0, metavar="F", help="GPUs per Ray fold task (default 0)")
-    p.add_argument("--wheelhouse", metavar="DIR", help="gather kitbox and its dependencies as wheels into DIR for an "
-                   "offline Kaggle install, then exit")
-    p.add_argument("--wheelhouse-all", action="store_true", help="with --wheelhouse: include packages Kaggle preinstalls")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings from the adapters' logs")
-    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (also KITBOX_DEBUG=1)")
+    add_flags(p.add_argument_group("run settings (kitbox.run's keywords, same names)"))
+    other = p.add_argument_group("other commands and options")
+    other.add_argument("--options", action="store_true", dest="list_options", help="list every recipe's options with their defaults, "
+                       "then exit")
+    other.add_argument("--gpus", type=int, metavar="N", help="data parallel on N GPUs of this machine: relaunches "
+                       "the command under torchrun with N processes (NCCL)")
+    other.add_argument("--check", metavar="FILE", help="only check FILE against the sample submission; exit 1 if "
+                       "wrong")
+    other.add_argument("--runs", action="store_true", help="print the ledger of finished runs of this competition")
+    other.add_argument("--new", metavar="DATA_DIR", help="write an adapter for the competition downloaded in "
+                       "DATA_DIR (COMPETITION names the file to write; --metric NAME its metric)")
+    other.add_argument("--metric", metavar="NAME", help="with --new: the competition's metric (its Evaluation page "
+                       "says)")
+    other.add_argument("--wheelhouse", metavar="DIR", help="gather kitbox and its dependencies as wheels into DIR "
+                       "for an offline Kaggle install, then exit")
+    other.add_argument("--wheelhouse-all", action="store_true", help="with --wheelhouse: include packages Kaggle "
+                       "preinstalls")
+    other.add_argument("-q", "--quiet", action="store_true", help="only warnings from the adapters' logs")
+    other.add_argument("--debug", action="store_true", help="show the full traceback of an error (also KITBOX_DEBUG=1)")
     return p
-
-
-def parse_sets(pairs: list[str]) -> dict[str, str]:
-    """``["epochs=3", "cnn.lr=1e-3"]`` -> ``{"epochs": "3", "cnn.lr": "1e-3"}``; each recipe's declared option types
-    convert the values (:func:`kitbox.adapt.options.resolve_options`)."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set {pair!r}: write KEY=VALUE, e.g. --set epochs=3")
-        options[key.strip()] = value.strip()
-    return options
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -161,13 +128,7 @@ def runs_command(args) -> int:
 def run_command(args) -> int:
     from kitbox.pipeline.stages import run
 
-    report = run(args.competition, args.data, folds=args.folds, n_folds=args.n_folds, recipes=args.recipes,
-                 options=parse_sets(args.set),
-                 seed=args.seed, quick=args.quick, weights=args.weights, download_weights=args.download_weights,
-                 from_scratch=args.from_scratch, device=args.device, compile=args.compile, run_dir=args.run_dir,
-                 out=args.out,
-                 download=args.download, fresh=args.fresh, submit_to_kaggle=args.submit, message=args.message,
-                 ray=args.ray, ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus)
+    report = run(args.competition, config=from_args(args))
     if not report.recipes:  # a torchrun rank other than 0: it trained, rank 0 reports
         return 0
     print(report.summary())
@@ -289,7 +250,7 @@ def _dispatch(args, argv: list[str]) -> int:
         return 2
     if args.check:
         return check_command(args)
-    if args.options:
+    if args.list_options:
         return options_command(args)
     if args.runs:
         return runs_command(args)

@@ -21,6 +21,7 @@ from kitbox.pipeline import cv, splits
 from kitbox.pipeline import ensemble
 from kitbox.io import fingerprint
 from kitbox.adapt.contract import Competition, CompetitionData, Recipe, RunSettings, as_recipe
+from kitbox.pipeline.config import RunConfig
 from kitbox.adapt.options import resolve_options
 from kitbox.errors import InputError
 from kitbox.io.kaggle import find_data, output_dir
@@ -153,43 +154,42 @@ def _plans(comp, data, recipes, options, settings, seed, folds, run_dir, data_fp
     return plans
 
 
-def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, recipes=None, options: dict | None = None, seed: int = 42,
-            quick: bool = False, weights=None, download_weights: bool = False, from_scratch: bool = False,
-            device: str | None = None, compile: bool = False, run_dir=None, download: bool = False,
-            fresh: bool = False, submit: bool = False, progress: bool = True, main_rank: bool = True,
-            log: Callable = print) -> Plan:
+def prepare(competition, data=None, config: RunConfig | None = None, *, main_rank: bool = True,
+            log: Callable = print, **settings) -> Plan:
     """Everything before training, and every check that can fail before training (files, columns, options,
-    weights, packages, Kaggle credentials)."""
+    weights, packages, Kaggle credentials). ``settings``: fields of :class:`RunConfig` (``folds=[0]``,
+    ``quick=True``...), applied over ``config``."""
     from kitbox.adapt.registry import get_competition
+
+    config = RunConfig.of(config, data=data, **settings)
 
     comp = get_competition(competition) if not isinstance(competition, Competition) else competition
     comp.metric  # noqa: B018 -- an adapter without a metric fails here, not after training
-    if submit:
+    if config.submit:
         from kitbox.io.kaggle import require_credentials
 
         require_credentials()
     expected = comp.expected_files() if hasattr(comp, "expected_files") else ()
     for turn in (True, False):  # under torchrun rank 0 finds (or downloads) the data first, the others then read it
         if main_rank == turn:
-            data_dir, is_sample = find_data(comp.slug, data, comp.sample_dir, download=download and main_rank,
+            data_dir, is_sample = find_data(comp.slug, config.data, comp.sample_dir,
+                                            download=config.download and main_rank,
                                             log=log, expected=expected)
         _barrier()
-    if submit and is_sample:
+    if config.submit and is_sample:
         raise InputError("--submit with the embedded sample: its test rows are not the competition's; get the data first")
     loaded = comp.load(Path(data_dir))
     loaded.is_sample = loaded.is_sample or is_sample
     y = _checked_targets(comp, loaded)
-    n_folds, only_folds = _folds_wanted(folds, n_folds or comp.default_folds)
+    seed = config.seed
+    n_folds, only_folds = _folds_wanted(config.folds, config.n_folds or comp.default_folds)
     fold_ids = splits.make_folds(lambda: comp.split(loaded, n_folds, seed), len(loaded.train))
-    selected = resolve_recipes(comp.recipes(), recipes)
-    settings = RunSettings(quick=quick, weights=None if weights is None else str(weights),
-                           download_weights=download_weights, from_scratch=from_scratch,
-                           device=_device_type(device), compile=compile, n_folds=splits.n_folds_of(fold_ids),
-                           progress=progress)
-    if from_scratch:  # a recipe made for pretrained weights says in its name, folder and summary that it had none
+    selected = resolve_recipes(comp.recipes(), config.recipes)
+    settings = config.recipe_settings(_device_type(config.device), splits.n_folds_of(fold_ids))
+    if config.from_scratch:  # a recipe made for pretrained weights says in its name, folder and summary that it had none
         selected = {f"{n}_from_scratch" if r.pretrained else n: r for n, r in selected.items()}
-    run_dir = Path(run_dir) if run_dir else output_dir() / "runs" / (comp.slug + ("-sample" if loaded.is_sample else ""))
-    plans = _plans(comp, loaded, selected, options, settings, seed, fold_ids, run_dir,
+    run_dir = Path(config.run_dir) if config.run_dir else output_dir() / "runs" / (comp.slug + ("-sample" if loaded.is_sample else ""))
+    plans = _plans(comp, loaded, selected, config.options, settings, seed, fold_ids, run_dir,
                    fingerprint.data_fingerprint(data_dir))
     for plan in plans.values():
         if plan.recipe.preflight is not None:
@@ -197,7 +197,7 @@ def prepare(competition, data=None, *, folds=None, n_folds: int | None = None, r
     plan = Plan(comp, loaded, Path(data_dir), y, fold_ids, only_folds, plans, settings, seed, run_dir, main_rank,
                 log=log)
     if main_rank:
-        _describe_configs(plan, fresh)
+        _describe_configs(plan, config.fresh)
     _barrier()  # every rank sees the same finished folds before any rank trains
     n_folds_run = splits.n_folds_of(fold_ids)
     for rp in plans.values():
@@ -378,35 +378,30 @@ def submit(plan: Plan, report: Report, message: str | None = None) -> Report:
 # ---------------------------------------------------------------------------------------------- run
 
 
-def run(competition, data=None, *, folds=None, n_folds: int | None = None, recipes=None, options: dict | None = None, seed: int = 42,
-        quick: bool = False, weights=None, download_weights: bool = False, from_scratch: bool = False,
-        device: str | None = None, compile: bool = False, run_dir=None, out=None, download: bool = False,
-        fresh: bool = False,
-        submit_to_kaggle: bool = False, message: str | None = None, ray: str | None = None, ray_cpus: int = 1,
-        ray_gpus: float = 0, progress: bool = True, log: Callable = print) -> Report:
+def run(competition, data=None, config: RunConfig | None = None, *, log: Callable = print, **settings) -> Report:
     """Train every recipe with k-fold CV, blend them on OOF, write a checked submission; return the report.
 
     ``competition``: a :class:`Competition` instance, a slug or alias, ``"path/to/file.py[:Class]"`` or
     ``"module:Class"``. ``data``: the folder with the competition's files (default: ./data/SLUG,
     /kaggle/input/SLUG, a Kaggle download when credentials exist, else the embedded sample). ``folds``: a number
     of folds, or fold ids to run now (a later call finishes the rest); ``n_folds`` with a list of ids. ``options``: recipe options,
-    ``{"epochs": 3}`` for every recipe that has them or ``{"cnn.lr": 1e-3}`` for one.
+    ``{"epochs": 3}`` for every recipe that has them or ``{"cnn.lr": 1e-3}`` for one. Every keyword is a field of
+    :class:`kitbox.pipeline.config.RunConfig` (the command line's flags are generated from it); ``config`` gives
+    them all at once, and keywords change it.
     """
+    config = RunConfig.of(config, data=data, **settings)
     rank, joined = _join_torchrun()
-    plan = prepare(competition, data, folds=folds, n_folds=n_folds, recipes=recipes, options=options, seed=seed, quick=quick,
-                   weights=weights, download_weights=download_weights, from_scratch=from_scratch, device=device,
-                   compile=compile, run_dir=run_dir, download=download, fresh=fresh, submit=submit_to_kaggle, progress=progress,
-                   main_rank=rank == 0, log=log if rank == 0 else _quiet)
-    if ray and rank:
+    plan = prepare(competition, config=config, main_rank=rank == 0, log=log if rank == 0 else _quiet)
+    if config.ray and rank:
         raise InputError("--ray runs whole folds as tasks; do not combine it with torchrun")
-    results = train(plan, ray, ray_cpus, ray_gpus)
+    results = train(plan, config.ray, config.ray_cpus, config.ray_gpus)
     if rank:
         _leave_torchrun(joined)  # waits there while rank 0 blends and writes
         return Report(plan.competition.slug, plan.metric.name, plan.metric.greater_is_better, {}, plan.run_dir)
     complete = all(res.complete for res in results.values())
-    report = write(plan, results, blend(plan, results) if complete else None, out)
-    if submit_to_kaggle and report.complete:
-        submit(plan, report, message)
+    report = write(plan, results, blend(plan, results) if complete else None, config.out)
+    if config.submit and report.complete:
+        submit(plan, report, config.message)
     _leave_torchrun(joined)
     return report
 
