@@ -189,3 +189,18 @@ def test_gpu_loaders_match_the_cpu(digits):
     assert x.is_pinned()
     reference = vdata.image_loader(items, digit_train_tfms(), batch_size=64, shuffle=True, seed=3, num_workers=0)
     assert _epochs(loader) == _epochs(reference)
+
+
+def test_every_loader_counts_its_batches_and_draws_its_epoch_order_the_same_way():
+    """One sampling module: batches per epoch (short last batch kept unless drop_last), and an epoch's order that
+    is a function of (seed, epoch) alone, so every rank and every rerun draws it again."""
+    from kitbox.training.sampling import epoch_batches, n_batches
+
+    assert (n_batches(10, 4), n_batches(10, 4, drop_last=True), n_batches(8, 4)) == (3, 2, 2)
+    first = epoch_batches(10, 4, shuffle=True, seed=3, epoch=1, drop_last=False)
+    assert [len(b) for b in first] == [4, 4, 2] and sorted(np.concatenate(first)) == list(range(10))
+    again = epoch_batches(10, 4, shuffle=True, seed=3, epoch=1, drop_last=False)
+    assert all((a == b).all() for a, b in zip(first, again))
+    other_epoch = np.concatenate(epoch_batches(10, 4, shuffle=True, seed=3, epoch=2, drop_last=False))
+    assert not (other_epoch == np.concatenate(first)).all()
+    assert [len(b) for b in epoch_batches(10, 4, shuffle=False, seed=3, epoch=0, drop_last=True)] == [4, 4]

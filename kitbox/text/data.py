@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from kitbox.training import distributed
+from kitbox.training.sampling import n_batches, require_seed
 
 
 def pad_sequences(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,14 +50,12 @@ class BucketLoader:
             raise ValueError(f"BucketLoader: {len(seqs)} sequences but {len(self.targets)} targets")
         self.batch_size, self.shuffle, self.mode = batch_size, shuffle, mode
         self.bucket_factor = bucket_factor
-        if shuffle and seed is None and distributed.is_distributed():
-            raise ValueError("a shuffled BucketLoader under data parallelism needs a seed, so every rank draws the "
-                             "same batches: pass seed=")
+        require_seed(shuffle, seed, "BucketLoader")
         self.rng = np.random.default_rng(seed)
         self.order = np.argsort(-self.lengths.numpy(), kind="stable") if sort and not shuffle else None
 
     def __len__(self) -> int:
-        return math.ceil(len(self.ids) / self.batch_size)
+        return n_batches(len(self.ids), self.batch_size)
 
     def _batches(self) -> list[np.ndarray]:
         n, bs = len(self.ids), self.batch_size

@@ -1,7 +1,10 @@
-"""Batches as slices of pre-built tensors: the fast path for tabular (and any in-memory) data.
+"""What every loader shares (the image, text and tensor loaders): how many batches an epoch has, the seed a shuffled
+loader needs under data parallelism, and an epoch's order drawn from (seed, epoch); each rank's share of a batch
+and the rows it yields are :mod:`kitbox.training.distributed`'s ``batch_share`` and ``rows_of_batches``.
 
-A per-row ``Dataset`` + ``DataLoader`` calls Python once per row and collates; here one shuffled
-index is drawn per epoch and each batch is ``tensor[index[i:i+bs]]``, a single gather per tensor.
+And :class:`TensorLoader`, batches as slices of pre-built tensors, the fast path for tabular (and any in-memory)
+data: a per-row ``Dataset`` + ``DataLoader`` calls Python once per row and collates; here one shuffled index is
+drawn per epoch and each batch is ``tensor[index[i:i+bs]]``, a single gather per tensor.
 """
 from __future__ import annotations
 
@@ -9,6 +12,31 @@ import numpy as np
 import torch
 
 from kitbox.training import distributed
+
+
+def n_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches of an epoch over ``n`` rows (the short last one counted unless ``drop_last``)."""
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def require_seed(shuffle: bool, seed: int | None, loader: str) -> None:
+    """Under data parallelism every rank must draw the same shuffled order, so a shuffled loader needs a seed."""
+    if shuffle and seed is None and distributed.is_distributed():
+        raise ValueError(f"a shuffled {loader} under data parallelism needs a seed, so every rank draws the same "
+                         "order: pass seed=")
+
+
+def seed_sequence(*values: int) -> np.random.SeedSequence:
+    """numpy's seed sequence of several integers (a loader's seed, the epoch, a stream number)."""
+    return np.random.SeedSequence([int(v) % 2**63 for v in values])
+
+
+def epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool) -> list[np.ndarray]:
+    """The global batches of one epoch, as row ids: a permutation drawn from (seed, epoch) when shuffling, so
+    epoch e of seed s is the same order in every run and on every rank."""
+    order = np.random.default_rng(seed_sequence(seed, epoch)).permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
 class TensorLoader:
@@ -33,12 +61,11 @@ class TensorLoader:
             raise ValueError(f"tensors {bad} have {[len(tensors[i]) for i in bad]} rows, tensor 0 has {n}")
         self.tensors, self.n = tensors, n
         self.batch_size, self.shuffle, self.drop_last, self.has_target = batch_size, shuffle, drop_last, has_target
-        if shuffle and seed is None and distributed.is_distributed():
-            raise ValueError("a shuffled TensorLoader under data parallelism needs a seed, so every rank draws the same order")
+        require_seed(shuffle, seed, "TensorLoader")
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        return n_batches(self.n, self.batch_size, self.drop_last)
 
     def rows(self) -> np.ndarray:
         """The row ids this process yields, in order (all rows in a single process; its share under DDP, ``-1``

@@ -6,7 +6,6 @@ starts and are never dropped silently: ``items.skipped`` names each one with the
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import re
@@ -24,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from kitbox.training import distributed
+from kitbox.training.sampling import epoch_batches, n_batches, require_seed, seed_sequence
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -286,10 +286,6 @@ def from_pixels(
 
 
 # ---------------------------------------------------------------------------------------------- seeded loaders
-def _seed_sequence(*values: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([int(v) % 2**63 for v in values])
-
-
 _MASK64 = (1 << 64) - 1
 
 
@@ -313,18 +309,8 @@ def _base_seed(seed: int | None, shuffle: bool) -> int:
     """The loader's seed; without one, the process's torch seed (set by ``seed_everything``), so a seeded run is
     still reproducible and no random number is consumed. Under torchrun a shuffled loader needs an explicit seed:
     every rank must draw the same order."""
-    if seed is None and shuffle and distributed.is_distributed():
-        raise ValueError("a shuffled image loader under data parallelism needs a seed, so every rank draws the "
-                         "same order: pass seed=")
+    require_seed(shuffle, seed, "image loader")
     return int(torch.initial_seed() if seed is None else seed)
-
-
-def epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool) -> list[np.ndarray]:
-    """The global batches of one epoch, as row ids: a permutation drawn from (seed, epoch) when shuffling, so
-    epoch e of seed s is the same order in every run and on every rank."""
-    order = np.random.default_rng(_seed_sequence(seed, epoch)).permutation(n) if shuffle else np.arange(n)
-    stop = n - n % batch_size if drop_last else n
-    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
 class ImageDataset(Dataset):
@@ -402,7 +388,7 @@ class EpochBatchSampler:
         return epoch_batches(self.n, self.batch_size, self.shuffle, self.seed, epoch, self.drop_last)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+        return n_batches(self.n, self.batch_size, self.drop_last)
 
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -538,7 +524,7 @@ class DeviceImageLoader:
 
     def __len__(self) -> int:
         n = len(self.images)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return n_batches(n, self.batch_size, self.drop_last)
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         return epoch_batches(len(self.images), self.batch_size, self.shuffle, self.seed, epoch, self.drop_last)
@@ -549,7 +535,7 @@ class DeviceImageLoader:
 
     def affine_maps(self, epoch: int) -> torch.Tensor:
         """(n, 2, 3) maps from output to input coordinates, one per image, drawn from (seed, epoch)."""
-        g = torch.Generator().manual_seed(int(_seed_sequence(self.seed, epoch, 1).generate_state(1, np.uint64)[0] >> 1))
+        g = torch.Generator().manual_seed(int(seed_sequence(self.seed, epoch, 1).generate_state(1, np.uint64)[0] >> 1))
         u = torch.rand(len(self.images), 4, generator=g, dtype=torch.float64)
         angle = torch.deg2rad((2 * u[:, 0] - 1) * self.rotate)
         zoom = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 1]
