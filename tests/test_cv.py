@@ -17,9 +17,9 @@ from kitbox.adapt.contract import FoldPredictions
 from kitbox.metrics import get_metric
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(tmp_path_factory):
     comp = SkDigits()
-    data = comp.load(Path("."))
+    data = comp.load(tmp_path_factory.mktemp("sk-digits"))  # it writes its sample_submission.csv there
     return comp, data, comp.targets(data)
 
 

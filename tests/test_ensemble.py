@@ -1,8 +1,6 @@
 """Averaging and blending: fold/rank/snapshot means, and Caruana selection that never loses to the best single model."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -74,7 +72,7 @@ def test_a_single_model_gets_all_the_weight():
 
 def test_blend_of_real_recipes_on_digits_oof(tmp_path):
     comp = SkDigits()
-    data = comp.load(Path("."))
+    data = comp.load(tmp_path / "data")  # it writes its sample_submission.csv there
     y = comp.targets(data)
     results = cv.run_cv(data, comp.split(data, 4, 0), {"logreg": logreg_recipe, "bayes": bayes_recipe}, y,
                         "log_loss", tmp_path, log=lambda *_: None)
