@@ -37,6 +37,7 @@ _LAZY = {
     "TextCompetition": "kitbox.adapt.bases",
     "ImageCompetition": "kitbox.adapt.bases",
     "TableCompetition": "kitbox.adapt.bases",
+    "SegmentationCompetition": "kitbox.adapt.bases",
     "get_competition": "kitbox.adapt.registry",
     "Learner": "kitbox.training.learner",
     "TrainingDiverged": "kitbox.training.learner",

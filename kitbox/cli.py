@@ -92,7 +92,7 @@ def check_command(args) -> int:
     if comp.sample_dir and data_dir.resolve() == Path(comp.sample_dir).resolve():
         print(f"note: checking against the embedded sample's {sample.name}; pass --data DIR for the real one")
     rules = rules_for_metric(comp.metric_name, sample)
-    if metric_kind(comp.metric) == "label":  # labels must be classes seen in train: that needs the data
+    if metric_kind(comp.metric) in ("label", "mask"):  # classes seen in train, each test image's size: the data
         from kitbox.io.submission import submission_rules
 
         rules = submission_rules(comp, comp.load(data_dir))

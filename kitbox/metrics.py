@@ -279,12 +279,12 @@ def iou(y_true, y_pred) -> float:
 
 
 # ---------------------------------------------------------------------- the registry
-KINDS = ("label", "probability", "value", "ranking")
+KINDS = ("label", "probability", "value", "ranking", "mask")
 
 
 class Metric:
-    """A named metric with its direction and ``kind`` (what it scores: "label", "probability", "value" or
-    "ranking"); calling it scores ``(y_true, y_pred)``."""
+    """A named metric with its direction and ``kind`` (what it scores: "label", "probability", "value",
+    "ranking" or "mask"); calling it scores ``(y_true, y_pred)``."""
 
     def __init__(self, name: str, fn: Callable, greater_is_better: bool, kind: str = "value"):
         if kind not in KINDS:
@@ -326,6 +326,8 @@ METRICS: dict[str, Metric] = {
         Metric("qwk", quadratic_weighted_kappa, True, "label"),
         Metric("f2_multilabel", fbeta_multilabel, True, "label"),
         _map_metric(5),
+        Metric("dice", dice, True, "mask"),
+        Metric("iou", iou, True, "mask"),
     ]
 }
 

@@ -126,6 +126,7 @@ def test_the_registry_knows_each_metrics_direction_and_kind():
         "probability": {"log_loss", "auc", "mean_columnwise_auc", "mean_columnwise_log_loss"},
         "value": {"rmse", "rmsle", "mae", "rmspe"},
         "ranking": {"map@5"},
+        "mask": {"dice", "iou"},
     }
     assert {name: m.kind for name, m in METRICS.items()} == {n: k for k, names in kinds.items() for n in names}
     lower_is_better = {"rmse", "rmsle", "mae", "rmspe", "log_loss", "mean_columnwise_log_loss"}

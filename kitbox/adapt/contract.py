@@ -20,7 +20,7 @@ import pandas as pd
 from kitbox.adapt.options import OptionError, _convert, describe_options, option_types
 from kitbox.metrics import Metric, get_metric
 
-TASK_KINDS = ("regression", "binary", "multiclass", "multilabel")
+TASK_KINDS = ("regression", "binary", "multiclass", "multilabel", "segmentation")
 
 
 @dataclass

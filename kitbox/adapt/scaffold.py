@@ -1,10 +1,10 @@
 """``python submit.py --new DATA_DIR``: read a downloaded competition folder, guess its shape, write a short adapter.
 
 It infers the id column, the target column(s), the task (binary, multi-class, multi-label, regression) and the
-modality (image folders or an image-file column, pixel columns, a long free-text column, else tabular), writes an
-adapter on the ready-made bases, prints what it guessed and the one command that runs it. The metric cannot be
-read from the files: pass ``--metric NAME`` or fill it in; the adapter refuses to run without it, never silently
-picking one.
+modality (masks to segment, image folders or an image-file column, pixel columns, a long free-text column, else
+tabular), writes an adapter on the ready-made bases, prints what it guessed and the one command that runs it. The
+metric cannot be read from the files: pass ``--metric NAME`` or fill it in; the adapter refuses to run without
+it, never silently picking one.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Guess:
     """What the scaffold read from the files, and what it could not."""
 
     slug: str
-    base: str  # TabularCompetition, TextCompetition or ImageCompetition
+    base: str  # TabularCompetition, TextCompetition, ImageCompetition or SegmentationCompetition
     attrs: dict = field(default_factory=dict)  # class attributes to write
     said: list[str] = field(default_factory=list)  # what was guessed, for the user
     todo: list[str] = field(default_factory=list)  # what the user must fill in
@@ -62,6 +62,56 @@ def _guess_images(data_dir: Path, guess: Guess) -> bool:
     else:
         guess.said.append("images listed in train.csv (id column + label), files in train/")
     guess.base = "ImageCompetition"
+    return True
+
+
+RLE_TEXT = re.compile(r"^\s*(\d+\s+\d+(\s+\d+\s+\d+)*)?\s*$")  # "start length ..." pairs, or empty
+
+
+def _looks_like_rle(values: pd.Series) -> bool:
+    """Run-length encodings: pairs of whole numbers (or nothing) in every row, at least one of several pairs or a
+    column named like one (``rle_mask``, ``EncodedPixels``)."""
+    values = values.fillna("").astype(str)
+    return bool(len(values)) and bool(values.map(lambda v: bool(RLE_TEXT.match(v))).all())
+
+
+def _guess_masks(data_dir: Path, sample: pd.DataFrame, guess: Guess) -> bool:
+    """A segmentation folder: the sample's one prediction column holds RLEs, and training masks are there as an RLE
+    column of a CSV or as mask images beside the training images."""
+    if sample.shape[1] != 2 or not _looks_like_rle(sample.iloc[:, 1]):
+        return False
+    named = re.search(r"rle|encoded|mask|pixels", sample.columns[1], re.I)
+    layouts = [("train/images", "test/images"), ("train", "test")]
+    found = next(((tr, te) for tr, te in layouts if _images_in(data_dir / tr)), None)
+    if found is None or not (named or sample.iloc[:, 1].astype(str).str.split().map(len).max() > 2):
+        return False
+    guess.base = "SegmentationCompetition"
+    if found != ("train/images", "test/images"):
+        guess.attrs.update(train_dir=found[0], test_dir=found[1])
+    mask_dirs = [d for d in ("train/masks", "train_masks", "masks") if _images_in(data_dir / d)]
+    csvs = sorted((p for p in data_dir.glob("*.csv*") if not p.name.startswith("sample")),
+                  key=lambda p: (not p.name.startswith("train"), p.name))  # train*.csv first
+    rle_files = []
+    for path in csvs:
+        try:
+            head = pd.read_csv(path, nrows=200, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeError, ValueError):
+            continue
+        if head.shape[1] >= 2 and _looks_like_rle(head.iloc[:, -1]):
+            rle_files.append(path.name.removesuffix(".gz").removesuffix(".zip"))
+    if rle_files:
+        if rle_files[0] != "train.csv":
+            guess.attrs["rle_file"] = rle_files[0]
+        guess.said.append(f"masks: run-length encoded in {rle_files[0]} (column-major, Kaggle's usual order: set "
+                          "rle_order = 'C' if the Data page numbers pixels row by row)")
+    elif mask_dirs:
+        guess.attrs["rle_file"] = None
+        if mask_dirs[0] != "train/masks":
+            guess.attrs["mask_dir"] = mask_dirs[0]
+        guess.said.append(f"masks: images in {mask_dirs[0]}/ named like the training images")
+    else:
+        guess.todo.append("where the training masks are: set rle_file (a CSV of id, RLE) or mask_dir (mask images)")
+    guess.said.append(f"segmentation: images in {found[0]}/, submission of RLE masks ({sample.columns[1]!r})")
     return True
 
 
@@ -104,7 +154,7 @@ def guess_competition(data_dir, slug: str | None = None) -> Guess:
     sample = pd.read_csv(sample_path, dtype=str, nrows=1000)
     guess = Guess(slug or data_dir.name, "TabularCompetition")
     guess.said.append(f"id column {sample.columns[0]!r}, submission columns {list(sample.columns[1:])[:8]}")
-    if _guess_images(data_dir, guess):
+    if _guess_masks(data_dir, sample, guess) or _guess_images(data_dir, guess):
         return guess
     train_path = find_file(data_dir, "train.csv")
     if train_path is None:
@@ -156,8 +206,8 @@ def adapter_source(guess: Guess, metric: str | None) -> str:
     if metric:
         lines.append(f"    metric_name = {metric!r}")
     else:
-        lines.append('    metric_name = ""  # FILL IN from the Evaluation page: auc, log_loss, accuracy, f1, rmse, rmsle, '
-                     "mae, rmspe, qwk, map@k ...")
+        lines.append('    metric_name = ""  # FILL IN from the Evaluation page: auc, log_loss, accuracy, f1, rmse, '
+                     "rmsle, mae, rmspe, qwk, map@k, dice, iou ...")
     for key, value in guess.attrs.items():
         if not key.startswith("_"):
             lines.append(f"    {key} = {value!r}")

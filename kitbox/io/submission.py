@@ -202,6 +202,8 @@ def submission_rules(competition, data) -> dict:
     rules = rules_for_metric(competition.metric_name, sample_path(data))
     ref_cols = list(_read_text_table(sample_path(data), "sample submission").columns[1:])
     kind = metric_kind(competition.metric)
+    if kind == "mask" and data.extra.get("rle_pixels"):  # every RLE decoded against its own image's pixels
+        return {"rle": data.extra["rle_pixels"]}
     if kind in ("label", "ranking") and data.classes and len(ref_cols) == 1:
         rules["allowed"] = {ref_cols[0]: [str(c) for c in data.classes]}
         if data.task == "multilabel" or kind == "ranking":  # tags, or the k likeliest classes: each one checked

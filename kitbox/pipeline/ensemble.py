@@ -122,6 +122,9 @@ class FittedBlend:
     held_out: dict = field(default_factory=dict)  # each method's score on rows it was not fitted on
 
 
+STACKABLE = ("regression", "binary", "multiclass", "multilabel")  # a stacker learns one row's columns: not masks
+
+
 def _stack_features(preds: dict[str, np.ndarray], task: str | None) -> np.ndarray:
     """Level-2 inputs: logits of probabilities for classification, the values themselves for regression."""
     cols = []
@@ -187,7 +190,8 @@ def fit_blend(oofs: dict[str, np.ndarray], y_true, metric, rank: bool = False, t
     on rows it was not fitted on (``groups``: the folds; without them, or with one recipe, Caruana)."""
     metric = get_metric(metric)
     y_true = np.asarray(y_true)
-    if len(oofs) < 2 or groups is None or len(np.unique(groups)) < 2 or "stack" not in methods or task is None:
+    if (len(oofs) < 2 or groups is None or len(np.unique(groups)) < 2 or "stack" not in methods
+            or task not in STACKABLE):
         return _fit_one("caruana", oofs, y_true, metric, rank, task)
     held_out = {}
     for method in methods:
