@@ -69,8 +69,7 @@ RLE_TEXT = re.compile(r"^\s*(\d+\s+\d+(\s+\d+\s+\d+)*)?\s*$")  # "start length .
 
 
 def _looks_like_rle(values: pd.Series) -> bool:
-    """Run-length encodings: pairs of whole numbers (or nothing) in every row, at least one of several pairs or a
-    column named like one (``rle_mask``, ``EncodedPixels``)."""
+    """Every row holds run-length encoding text: pairs of whole numbers, or nothing."""
     values = values.fillna("").astype(str)
     return bool(len(values)) and bool(values.map(lambda v: bool(RLE_TEXT.match(v))).all())
 

@@ -95,9 +95,9 @@ class FlipLoader:
 
     def __iter__(self):
         for (x,), y in self.loader:
+            x, y = x.clone(), y.clone()  # the loader's rows may be views of the held tensors
             for dim in (-1, -2):
                 flip = torch.rand(len(x), generator=self.generator) < 0.5
-                x, y = x.clone(), y.clone()
                 x[flip], y[flip] = x[flip].flip(dim), y[flip].flip(dim)
             yield (x,), y
 

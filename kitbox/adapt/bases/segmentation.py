@@ -19,7 +19,6 @@ from kitbox.errors import InputError
 from kitbox.io.rle import RLEError, rle_decode, rle_encode
 from kitbox.pipeline import splits
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 CUTS = tuple(np.round(np.arange(0.2, 0.81, 0.05), 2).tolist())  # probability cuts decide() tries
 MIN_SIZES = (0, 0.0005, 0.001, 0.002, 0.005, 0.01)  # smallest component kept, as a share of the image's pixels
 
@@ -28,6 +27,8 @@ def image_files(folder: Path) -> dict[str, Path]:
     """Image files of ``folder`` by their name without suffix."""
     if not folder.is_dir():
         return {}
+    from kitbox.vision.data import IMAGE_SUFFIXES
+
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
