@@ -3,6 +3,7 @@ predictions from rank 0. Same seed and global batch in 1 or N processes must giv
 
     python ddp_worker.py OUT.npz [tensor|images|text]
 """
+import os
 import sys
 from pathlib import Path
 
@@ -107,6 +108,12 @@ def main(out_path: str, mode: str = "tensor") -> None:
     if distributed.is_main():
         np.savez(out_path, world=distributed.world_size(), **result)
     distributed.shutdown()
+    # Skip the interpreter's teardown: gloo's worker threads can outlive destroy_process_group, and their C++
+    # destructors at exit then abort the process now and then ("terminate called without an active exception",
+    # SIGABRT; seen once in CI, see pytorch/pytorch#179291). Everything this worker owes is written by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
