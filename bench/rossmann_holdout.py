@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` lives beside `kitbox` in the repo
 from competitions.rossmann import Rossmann
-from kitbox.cli import parse_sets
+from kitbox.pipeline.config import parse_sets
 from kitbox.adapt.contract import FoldContext, RunSettings
 from kitbox.adapt.options import resolve_options
 

@@ -36,7 +36,10 @@ class Rossmann(TabularCompetition):
     metric_name = "rmspe"  # root mean squared percentage error over days with sales; the models fit log1p(Sales)
 
     # ------------------------------------------------------------------------------------------ folds
-    default_folds = 1  # one time holdout as long as the test period; --n-folds K > 1: K contiguous time blocks
+    # one time holdout as long as the test period; --n-folds K: K such periods back from the end, each trained on
+    # the days before it only (forward_folds), each scored as the test will be
+    default_folds = 1
+    forward_folds = True
     holdout_weeks: int | None = None  # None: the test period's length in whole weeks (6)
     refit = True  # every recipe trains again on all rows for test: the weeks just before the test period matter
 
@@ -62,9 +65,8 @@ class Rossmann(TabularCompetition):
         return data.train["Date"].max() - pd.Timedelta(days=7 * weeks - 1)
 
     def split(self, data: CompetitionData, n_folds: int, seed: int) -> np.ndarray:
-        if n_folds > 1:  # contiguous periods: each fold is a stretch of days the model did not see
-            return splits.time_blocks(data.train["Date"], n_folds)
-        return splits.time_holdout(data.train["Date"], cutoff=self.holdout_start(data))
+        days = (data.train["Date"].max() - self.holdout_start(data)).days + 1
+        return splits.time_holdouts(data.train["Date"], n_folds, days)
 
     # ------------------------------------------------------------------------------------------ recipes
     def recipes(self):

@@ -79,6 +79,37 @@ def test_folds_are_stratified(sample):
     assert set(folds) == set(range(5)) and np.allclose(per_fold, rate, atol=0.03)
 
 
+def test_duplicate_key_sets_aside_links_names_case_and_punctuation():
+    from kitbox.text.tokenizer import duplicate_key
+
+    a = duplicate_key("Forest fire near La Ronge Sask. Canada http://t.co/abc @bob")
+    assert a == duplicate_key("forest fire near la ronge sask canada!! https://t.co/xyz") == \
+        "forest fire near la ronge sask canada"
+    assert duplicate_key("fire &amp; smoke") == duplicate_key("Fire & smoke") == "fire smoke"  # HTML entities decoded
+    assert duplicate_key("#earthquake now") != duplicate_key("earthquake now")  # hashtags are words of their own
+    assert duplicate_key(None) == duplicate_key(float("nan")) == ""
+
+
+def test_grouped_duplicates_never_straddle_folds(tmp_path, sample):
+    train = sample.train.copy()
+    copies = train.head(40).copy()  # reposts: the same text with a link added and another case
+    copies["text"] = [t.upper() + " http://t.co/repost" for t in copies["text"]]
+    copies["id"] = [f"{i}9999" for i in copies["id"]]
+    write_files(tmp_path, pd.concat([train, copies], ignore_index=True), sample)
+
+    class Grouped(DisasterTweets):
+        group_duplicates = True
+
+    data = Grouped().load(tmp_path)
+    folds = Grouped().split(data, 5, seed=42)
+    n = len(train)
+    assert np.array_equal(folds[:40], folds[n:n + 40])  # each copy sits in its original's fold
+    plain = COMP.split(COMP.load(tmp_path), 5, seed=42)
+    assert not np.array_equal(plain[:40], plain[n:n + 40])  # without grouping, copies land in other folds
+    rate = data.train["target"].mean()  # still stratified
+    assert np.allclose([data.train["target"][folds == k].mean() for k in range(5)], rate, atol=0.04)
+
+
 def test_the_f1_cut_is_decided_on_oof_and_applied(sample):
     rng = np.random.default_rng(0)
     y = COMP.targets(sample)

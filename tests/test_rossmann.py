@@ -13,7 +13,7 @@ import pytest
 import kitbox
 from competitions.rossmann import Rossmann
 from competitions.rossmann_features import EVENT_DAYS_CAP
-from kitbox.adapt.contract import FoldContext
+from kitbox.adapt.contract import FoldContext, RunSettings
 from kitbox.errors import InputError
 from kitbox.recipes.tabular import _gbm_inputs, model_target
 from helpers.paths import shared_path
@@ -62,11 +62,19 @@ def test_time_holdout_is_the_last_weeks_as_long_as_the_test_period(comp, data):
     assert dates[folds == -1].max() < dates[folds == 0].min()
 
 
-def test_more_folds_are_contiguous_time_blocks(comp, data):
-    folds = comp.split(data, 4, seed=0)
-    assert set(folds) == {0, 1, 2, 3}
-    spans = [(data.train["Date"][folds == k].min(), data.train["Date"][folds == k].max()) for k in range(4)]
-    assert all(spans[k][1] < spans[k + 1][0] for k in range(3))  # in order, no overlap
+def test_more_folds_are_earlier_periods_each_trained_on_the_days_before_it(comp, data, tmp_path):
+    from kitbox.pipeline.cv import RecipePlan, fold_context
+
+    folds = comp.split(data, 3, seed=0)
+    assert set(folds) == {-1, 0, 1, 2} and comp.forward_folds
+    dates = data.train["Date"]
+    spans = [(dates[folds == k].min(), dates[folds == k].max()) for k in range(3)]
+    assert all((end - start).days == 41 for start, end in spans)  # six weeks each, the test period's length
+    assert all(spans[k + 1][1] + pd.Timedelta(days=1) == spans[k][0] for k in range(2))  # back to back, fold 0 last
+    plan = RecipePlan("r", None, None, {}, tmp_path, forward=True)
+    for k in range(3):  # every fold trains on the days before its period, never on a later one
+        ctx = fold_context(plan, k, folds, data, comp.targets(data), 0, RunSettings())
+        assert dates.iloc[ctx.train_idx].max() < spans[k][0] and len(ctx.train_idx) == (dates < spans[k][0]).sum()
 
 
 def _fold_context(data, comp, tmp_path, options) -> FoldContext:

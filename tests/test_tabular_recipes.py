@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +178,58 @@ def test_options_are_typed_and_checked_before_training(comps, tmp_path):
     with pytest.raises(InputError, match="group_stats.*NoSuchColumn"):
         _run(comps["regression"], tmp_path, "lightgbm", group_stats="Store+NoSuchColumn")
     assert not list((tmp_path / "run").glob("*/*/fold0"))  # nothing trained
+
+
+def _scramble_fold(folder: Path, valid_idx: np.ndarray, dest: Path) -> Path:
+    """A copy of the competition whose fold's validation rows have their Sales shuffled among themselves."""
+    dest.mkdir()
+    for f in folder.iterdir():
+        (dest / f.name).write_bytes(f.read_bytes())
+    train = pd.read_csv(folder / "train.csv")
+    values = train.loc[valid_idx, "Sales"].to_numpy()
+    train.loc[valid_idx, "Sales"] = np.random.default_rng(0).permutation(values)
+    train.to_csv(dest / "train.csv", index=False)
+    return dest
+
+
+@pytest.mark.parametrize("stop_on", ["valid", "inner"])
+def test_lightgbm_stop_on_inner_chooses_nothing_on_the_scored_rows(comps, tmp_path, stop_on):
+    first = _run(comps["regression"], tmp_path / "a", "lightgbm", stop_on=stop_on)
+    (fold0,) = (first.run_dir / "lightgbm").glob("*/fold0")
+    valid_idx = np.load(fold0 / "valid_idx.npy")
+    other = _scramble_fold(comps["regression"], valid_idx, tmp_path / "scrambled")
+    second = _run(other, tmp_path / "b", "lightgbm", stop_on=stop_on)
+    (again,) = (second.run_dir / "lightgbm").glob("*/fold0")
+    a, b = _done(first.run_dir, "lightgbm", "fold0"), _done(second.run_dir, "lightgbm", "fold0")
+    if stop_on == "inner":  # the fold's predictions never saw its validation targets: identical
+        assert a["info"]["rounds_from"] == "early stopping on inner training rows"
+        assert a["info"]["rounds"] == b["info"]["rounds"]
+        np.testing.assert_array_equal(np.load(fold0 / "oof.npy"), np.load(again / "oof.npy"))
+    else:  # early stopping on the validation rows: their targets chose the rounds
+        assert a["info"]["rounds"] != b["info"]["rounds"]
+
+
+def test_lightgbm_inner_rows_are_the_last_values_of_inner_by():
+    from kitbox.adapt.contract import CompetitionData, FoldContext
+    from kitbox.recipes.tabular import LightGBMOptions, _inner_split
+
+    days = pd.DataFrame({"Date": pd.date_range("2015-01-01", periods=20).repeat(3)})  # 3 rows a day
+    data = CompetitionData(train=days, test=days.iloc[:0], sample_submission=days.iloc[:0], data_dir=Path("."))
+    valid = np.arange(51, 60)  # the last 3 days
+    ctx = FoldContext(0, np.arange(51), valid, data, np.zeros(60), Path("."), Path("."),
+                      options=LightGBMOptions(stop_on="inner", inner_by="Date"))
+    fit, stop = _inner_split(ctx)
+    assert list(stop) == list(range(42, 51)) and list(fit) == list(range(42))  # the 3 training days before them
+    with pytest.raises(InputError, match="stop_on=valid"):  # 2 training days cannot give 3 to stop on
+        _inner_split(replace(ctx, train_idx=np.arange(6)))
+
+
+def test_lightgbm_permutation_importance_names_what_the_sales_depend_on(comps, tmp_path):
+    report = _run(comps["regression"], tmp_path, "lightgbm")
+    importance = _done(report.run_dir, "lightgbm", "fold0")["info"]["importance"]
+    # six stores of very different size: which store it is moves the sales most; then whether a promo runs
+    assert list(importance)[0] == "Store" and importance["Store"] > 0.1
+    assert importance["Promo"] > 0 and list(importance.values()) == sorted(importance.values(), reverse=True)
+    assert "importance" not in _done(report.run_dir, "lightgbm", "refit")["info"]  # no rows to shuffle there
+    (note,) = [n for n in report.notes if "permutation importance" in n]
+    assert note.startswith("lightgbm: permutation importance") and "Store +" in note

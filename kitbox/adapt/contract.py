@@ -202,6 +202,9 @@ class Competition:
     # after CV, every recipe trains once more on every training row and predicts test with that model (a time
     # holdout, where the weeks just before the test period matter); the OOF scores still come from the folds
     refit: bool = False
+    # folds are periods numbered back in time (0 the latest, as kitbox.pipeline.splits.time_holdouts gives them):
+    # fold k trains only on the rows of older periods (ids above k) and of no period (-1), never on later days
+    forward_folds: bool = False
 
     @property
     def metric(self) -> Metric:

@@ -41,6 +41,7 @@ class RecipePlan:
     config: dict  # what shaped the folds (kitbox.io.fingerprint.recipe_config); its hash names ``config_dir``
     config_dir: Path
     needs: dict[str, Path] = field(default_factory=dict)  # config folders of the recipes this one reads
+    forward: bool = False  # Competition.forward_folds: fold k trains on folds above k and on -1 rows only
     cache_dir: Path | None = None  # the run's content-addressed caches (backbone features), shared by recipes
     # folds finished before this run started (None: look on disk each time). Under torchrun every rank takes the
     # same snapshot, so a rank never skips a fold that rank 0 has just saved and falls out of step
@@ -89,7 +90,8 @@ def fold_context(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionDat
     if fold == "refit":  # every labelled row trains; nothing is left to validate on
         valid_idx, train_idx = np.array([], dtype=np.int64), np.arange(len(folds))
     else:
-        valid_idx, train_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+        valid_idx = np.flatnonzero(folds == fold)
+        train_idx = np.flatnonzero((folds == -1) | (folds > fold)) if plan.forward else np.flatnonzero(folds != fold)
     fdir = plan.config_dir / fold_name(fold)
     return FoldContext(fold=fold, train_idx=train_idx, valid_idx=valid_idx, data=data, y=y, fold_dir=fdir,
                        shared_dir=plan.config_dir / "shared", cache_dir=plan.cache_dir or plan.config_dir / "shared",

@@ -64,6 +64,19 @@ def time_holdout(dates, valid_period: str | None = None, cutoff=None, valid_frac
     return np.where(valid, 0, -1).astype(np.int64)
 
 
+def time_holdouts(dates, n_periods: int, days: int) -> np.ndarray:
+    """``n_periods`` holdouts of ``days`` days each, back from the newest date: fold 0 the latest, fold 1 the one
+    before it...; older rows ``-1``. With ``Competition.forward_folds`` each fold trains only on the days before
+    it, so every fold is scored as the test period will be: a model of the past predicting the days after it."""
+    dates = pd.to_datetime(pd.Series(dates)).to_numpy()
+    back = (dates.max() - dates) // np.timedelta64(1, "D") // days  # 0 for the newest `days` days, 1 before...
+    folds = np.where(back < n_periods, back, -1).astype(np.int64)
+    if (folds == -1).sum() == 0 or len(np.unique(folds[folds >= 0])) < n_periods:
+        raise ValueError(f"time_holdouts: {n_periods} periods of {days} days leave no older rows to train the "
+                         f"earliest one on ({pd.Timestamp(dates.min()).date()} .. {pd.Timestamp(dates.max()).date()})")
+    return folds
+
+
 def time_blocks(dates, n_folds: int = 5) -> np.ndarray:
     """Contiguous periods of about equal row counts as folds; all rows of one date share a fold."""
     dates = pd.to_datetime(pd.Series(dates))

@@ -149,8 +149,10 @@ def _plans(comp, data, recipes, options, settings, seed, folds, run_dir, data_fp
         config = fingerprint.recipe_config(name, r, typed[name], seed=seed, settings=settings, folds=folds,
                                            data=data_fp, adapter=comp, refit=comp.refit,
                                            needs={dep: d.name for dep, d in needs.items()})
+        if comp.forward_folds:  # other training rows per fold: another folder (absent otherwise: old hashes hold)
+            config["forward_folds"] = True
         plans[name] = cv.RecipePlan(name, r, typed[name], config, run_dir / name / fingerprint.digest(config), needs,
-                                    cache_dir=run_dir / "cache")
+                                    cache_dir=run_dir / "cache", forward=comp.forward_folds)
     return plans
 
 
@@ -181,6 +183,8 @@ def prepare(competition, data=None, config: RunConfig | None = None, *, main_ran
     loaded = comp.load(Path(data_dir))
     loaded.is_sample = loaded.is_sample or is_sample
     y = _checked_targets(comp, loaded)
+    if main_rank:
+        loaded.notes += _shift_notes(loaded, config.seed)
     seed = config.seed
     n_folds, only_folds = _folds_wanted(config.folds, config.n_folds or comp.default_folds)
     fold_ids = splits.make_folds(lambda: comp.split(loaded, n_folds, seed), len(loaded.train))
@@ -203,6 +207,18 @@ def prepare(competition, data=None, config: RunConfig | None = None, *, main_ran
     for rp in plans.values():
         rp.done_before = {k for k in [*range(n_folds_run), "refit"] if cv.is_done(rp.config_dir, k)}
     return plan
+
+
+def _shift_notes(data: CompetitionData, seed: int) -> list[str]:
+    """Adversarial validation on a table's input columns (train against test rows), for the summary; nothing for
+    data without such columns (text, images)."""
+    columns = [*data.columns.cat, *data.columns.cont]
+    if not columns or len(data.test) < 10 or any(c not in data.test.columns for c in columns):
+        return []
+    from kitbox.tabular.shift import adversarial_validation
+
+    return [adversarial_validation(data.train, data.test, list(data.columns.cat), list(data.columns.cont),
+                                   seed=seed).note()]
 
 
 def _device_type(device: str | None) -> str:
@@ -302,7 +318,8 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     comp, metric = plan.competition, plan.metric
     report = Report(comp.slug, metric.name, metric.greater_is_better, cv.cv_report(results, plan.y, metric),
                     plan.run_dir, is_sample=plan.data.is_sample,
-                    notes=[_device_note(plan.settings)] + list(plan.data.notes) + _weights_notes(results))
+                    notes=[_device_note(plan.settings)] + list(plan.data.notes) + _weights_notes(results)
+                    + _importance_notes(results))
     if blended is None:
         return _finish(plan, report)
     blend_dir = plan.run_dir / "blends" / fingerprint.digest({n: rp.config_dir.name for n, rp in plan.recipes.items()})
@@ -336,6 +353,21 @@ def _weights_notes(results: dict[str, cv.RecipeFolds]) -> list[str]:
         sources = sorted({str(f.info["weights"]) for f in res.finished.values() if f.info.get("weights")})
         if sources:
             notes.append(f"{name}: pretrained weights from {', '.join(sources)}")
+    return notes
+
+
+def _importance_notes(results: dict[str, cv.RecipeFolds], top: int = 5) -> list[str]:
+    """The columns a recipe's predictions lean on most, from its folds' permutation importance (``info["importance"]``:
+    the loss increase on validation rows when a column is shuffled), averaged over the folds."""
+    notes = []
+    for name, res in results.items():
+        found = [f.info["importance"] for f in res.finished.values() if f.info.get("importance")]
+        if found:
+            columns = {c for imp in found for c in imp}
+            mean = {c: float(np.mean([imp.get(c, 0.0) for imp in found])) for c in columns}
+            best = sorted(mean.items(), key=lambda kv: -kv[1])[:top]
+            notes.append(f"{name}: permutation importance (loss increase with the column shuffled, validation rows): "
+                         + ", ".join(f"{c} {v:+.4f}" for c, v in best))
     return notes
 
 

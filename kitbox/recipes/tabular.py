@@ -7,7 +7,7 @@ folds found by early stopping, and the network repeats its fold schedule.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 import numpy as np
@@ -91,6 +91,13 @@ class LightGBMOptions:
     recent: float = 0.0  # with trend: also each group's mean target over its last `recent` units of T
     embed_above: int = 30  # lightgbm_embeddings: columns with more categories get the network's learned vectors
     refit_scale: bool = True  # refit rounds scaled by (all rows / a fold's training rows): more rows, more rounds
+    # where early stopping looks: "valid" the fold's validation rows (their score then holds the one choice made on
+    # them, the round count); "inner" the fold's last training rows (by inner_by), with statistics from the rows
+    # before them, then every training row boosts that many rounds (scaled like the refit's): nothing is chosen on
+    # the rows that are scored
+    stop_on: Literal["valid", "inner"] = "valid"
+    inner_by: str | None = None  # "inner": the column ordering the rows (a date): the inner rows are the training
+    # rows in its last values, as many values as the validation rows span; None: random rows, as many as validate
     threads: int | None = None  # None: 1 below 200k rows (OpenMP spins on a busy machine), all cores above
 
 
@@ -172,14 +179,43 @@ def _refit_rounds(ctx: FoldContext) -> list[int]:
     return [max(1, int(round(r))) for r in rounds]
 
 
-def _boost(ctx: FoldContext, x: GBMInputs, y_fit: np.ndarray) -> tuple[list, list[int]]:
-    """One booster (one per label for multilabel) with its round count."""
+def _inner_split(ctx: FoldContext) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's training rows as (rows that train, rows that stop early) for ``stop_on="inner"``."""
+    opts, train = ctx.options, ctx.train_idx
+    if opts.inner_by:
+        order = ctx.data.train[opts.inner_by]
+        span = max(1, order.iloc[ctx.valid_idx].nunique())
+        values = np.sort(order.iloc[train].unique())
+        if len(values) <= span:
+            raise InputError(f"lightgbm stop_on=inner: the training rows hold {len(values)} value(s) of "
+                             f"{opts.inner_by!r}, not more than the {span} the validation rows span; use stop_on=valid")
+        inner = order.iloc[train].to_numpy() >= values[-span]
+    else:
+        inner = np.zeros(len(train), dtype=bool)
+        inner[np.random.default_rng(ctx.seed).choice(len(train), min(len(ctx.valid_idx), len(train) // 5),
+                                                     replace=False)] = True
+    return train[~inner], train[inner]
+
+
+def _inner_rounds(ctx: FoldContext, y_fit: np.ndarray, embeddings=None) -> list[int]:
+    """Early stopping on the fold's inner rows (statistics from the rows before them), scaled to every training
+    row like the refit's rounds."""
+    fit, stop = _inner_split(ctx)
+    inner = replace(ctx, train_idx=fit, valid_idx=stop)
+    _, rounds = _boost(inner, _gbm_inputs(inner, y_fit, embeddings), y_fit)
+    scale = len(ctx.train_idx) / len(fit) if ctx.options.refit_scale else 1.0
+    return [max(1, int(round(r * scale))) for r in rounds]
+
+
+def _boost(ctx: FoldContext, x: GBMInputs, y_fit: np.ndarray, rounds: list[int] | None = None):
+    """One booster (one per label for multilabel) with its round count: ``rounds`` given, else the options' or the
+    scored folds' on a refit, else early stopping on the validation rows."""
     from kitbox.tabular.gbm import fit_lightgbm, objective
 
     data, opts = ctx.data, ctx.options
     y_train, y_valid = y_fit[ctx.train_idx], y_fit[ctx.valid_idx]
     columns = range(y_fit.shape[1]) if data.task == "multilabel" else [None]
-    fixed = [opts.rounds] * len(columns) if opts.rounds else (_refit_rounds(ctx) if ctx.is_refit else None)
+    fixed = rounds or ([opts.rounds] * len(columns) if opts.rounds else (_refit_rounds(ctx) if ctx.is_refit else None))
     params = dict(objective(data.task, len(data.classes)), learning_rate=opts.lr, num_leaves=opts.leaves,
                   min_data_in_leaf=opts.min_leaf, feature_fraction=opts.colsample, bagging_fraction=opts.subsample,
                   lambda_l2=opts.l2)
@@ -207,13 +243,23 @@ def _lightgbm(ctx: FoldContext, embeddings=None) -> FoldPredictions:
     y_fit = model_target(ctx)
     if ctx.data.task == "multilabel" and y_fit.ndim != 2:
         raise InputError(f"multilabel targets must be a 0/1 matrix (rows, labels), got shape {y_fit.shape}")
+    opts = ctx.options
+    inner = opts.stop_on == "inner" and not opts.rounds and not ctx.is_refit
+    chosen = _inner_rounds(ctx, y_fit, embeddings) if inner else None
     x = _gbm_inputs(ctx, y_fit, embeddings)
-    boosters, rounds = _boost(ctx, x, y_fit)
+    boosters, rounds = _boost(ctx, x, y_fit, chosen)
     test = original_scale(ctx, _predict(boosters, x.test))
     oof = _refit_empty(test) if ctx.is_refit else original_scale(ctx, _predict(boosters, x.valid))
+    found = "early stopping on inner training rows" if inner else "early stopping"
     info = {"rounds": rounds[0] if len(rounds) == 1 else rounds, "train_rows": len(ctx.train_idx),
             "features": x.train.shape[1],
-            "rounds_from": "given" if ctx.options.rounds else ("scored folds" if ctx.is_refit else "early stopping")}
+            "rounds_from": "given" if opts.rounds else ("scored folds" if ctx.is_refit else found)}
+    if not ctx.is_refit and len(boosters) == 1 and len(ctx.valid_idx):
+        from kitbox.tabular.gbm import permutation_importance
+
+        shuffled = permutation_importance(boosters[0], x.valid, y_fit[ctx.valid_idx], x.names, ctx.data.task,
+                                          seed=ctx.seed, max_rows=200 if ctx.quick else 2000)
+        info["importance"] = {k: round(v, 6) for k, v in list(shuffled.items())[:15]}
     return FoldPredictions(oof=oof, test=test, info=info)
 
 

@@ -156,6 +156,18 @@ class Vocab:
         return cls(json.loads(Path(path).read_text()))
 
 
+_NOT_WORD_RE = re.compile(r"[^\w#]+")
+
+
+def duplicate_key(value) -> str:
+    """What two texts share when one is a copy of the other: lower case, links and @names dropped, HTML entities
+    decoded, punctuation and spacing ignored. "Forest fire near La Ronge http://t.co/x" and "forest fire near la
+    ronge!!" get one key (retweets and reposts of one message; Disaster Tweets has hundreds)."""
+    text = html.unescape(value if isinstance(value, str) else "").lower()
+    text = _USER_RE.sub(" ", _URL_RE.sub(" ", text))
+    return " ".join(_NOT_WORD_RE.sub(" ", text).split())
+
+
 LONG_TEXT = 10_000  # characters: longer cells are noted (every recipe cuts them to its token budget)
 
 

@@ -187,10 +187,15 @@ class TableCompetition(Competition):
     def targets(self, data: CompetitionData) -> np.ndarray:
         return encode_targets(data.train, data.columns.target, data.task, data.classes, self.label_sep)
 
+    def fold_groups(self, data: CompetitionData) -> np.ndarray | None:
+        """One label per training row; rows sharing a label stay in one fold (None: rows are independent). Here
+        ``group_col``'s values; a base may group by something it derives (TextCompetition: duplicate texts)."""
+        return data.train[data.columns.group].astype(str).to_numpy() if data.columns.group else None
+
     def split(self, data: CompetitionData, n_folds: int, seed: int) -> np.ndarray:
         y = self.targets(data)
-        if data.columns.group:
-            groups = data.train[data.columns.group].astype(str).to_numpy()
+        groups = self.fold_groups(data)
+        if groups is not None:
             if data.task in ("binary", "multiclass"):
                 from sklearn.model_selection import StratifiedGroupKFold
 

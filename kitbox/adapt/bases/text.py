@@ -1,7 +1,7 @@
 """Free text (Disaster Tweets): ``TextCompetition``."""
 from __future__ import annotations
 
-
+import numpy as np
 
 from kitbox.adapt.bases.table import TableCompetition, _require, is_text
 from kitbox.adapt.contract import CompetitionData
@@ -13,6 +13,9 @@ class TextCompetition(TableCompetition):
     (the cheap baselines), a fine-tuned transformer and ULMFiT."""
 
     text_cols: list[str] | None = None  # default: every text column of train and test, the longest last
+    # rows whose main (longest, last) text column is the same message once links, @names, case and punctuation
+    # are set aside (kitbox.text.tokenizer.duplicate_key) stay in one fold; off: copies may straddle folds
+    group_duplicates: bool = False
 
     def build_data(self, data_dir, train, test, sample, sample_path) -> CompetitionData:
         data = super().build_data(data_dir, train, test, sample, sample_path)
@@ -35,6 +38,14 @@ class TextCompetition(TableCompetition):
                 df[c] = df[c].astype("object").where(df[c].notna(), None)
             data.notes += text_notes(df, data.columns.text, where)  # empty, undecodable or very long texts, counted
         return data
+
+    def fold_groups(self, data: CompetitionData):
+        groups = super().fold_groups(data)
+        if groups is not None or not self.group_duplicates:
+            return groups
+        from kitbox.text.tokenizer import duplicate_key
+
+        return np.array([duplicate_key(t) for t in data.train[data.columns.text[-1]]], dtype=object)
 
     def recipes(self):
         from kitbox.recipes import text
