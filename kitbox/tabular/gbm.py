@@ -102,18 +102,12 @@ def permutation_importance(booster, x: np.ndarray, y: np.ndarray, names: list[st
     when one column's values are shuffled among them (at most ``max_rows`` random rows, one shuffle per column):
     the columns the predictions lean on, largest first. Unlike split gain it is measured on rows the trees did not
     fit, so a column that only helped memorise the training rows scores near 0 (or below)."""
+    from kitbox.metrics import log_loss, rmse
+
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(x), min(len(x), max_rows), replace=False))
     x, y = np.array(x[rows], dtype=np.float32), np.asarray(y)[rows]
-
-    def loss(pred) -> float:
-        if task == "regression":
-            return float(np.mean((pred - y) ** 2))
-        pred = np.clip(pred, 1e-7, 1 - 1e-7)
-        if pred.ndim == 2:  # multiclass: the probability of the true class
-            return float(-np.mean(np.log(pred[np.arange(len(y)), y.astype(np.int64)])))
-        return float(-np.mean(y * np.log(pred) + (1 - y) * np.log(1 - pred)))
-
+    loss = (lambda pred: rmse(y, pred) ** 2) if task == "regression" else (lambda pred: log_loss(y, pred))
     base = loss(predict_lightgbm(booster, x))
     found = {}
     for j, name in enumerate(names):
