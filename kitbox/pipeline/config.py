@@ -59,6 +59,9 @@ class RunConfig:
                                choices=("cpu", "cuda"))
     compile: bool = _flag(False, "--compile", "torch.compile the models (a message and plain eager mode where "
                           "compiling fails)")
+    time_limit: float | None = _flag(None, "--time-limit", "minutes the run may take: it trains every recipe's first "
+                                     "fold, completes the recipes that fit (best first fold first), drops the rest "
+                                     "and says so", "MINUTES", type=float)
     seed: int = _flag(42, "--seed", "the seed of the folds and of every recipe (default 42)", "N", type=int)
     quick: bool = _flag(False, "--quick", "short training, for a smoke test (its own run folders)")
     run_dir: str | None = _flag(None, "--run-dir", "run folder (default: runs/SLUG, runs/SLUG-sample on the "

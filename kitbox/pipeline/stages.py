@@ -163,6 +163,7 @@ def prepare(competition, data=None, config: RunConfig | None = None, *, main_ran
     ``quick=True``...), applied over ``config``."""
     from kitbox.adapt.registry import get_competition
 
+    started = time.time()
     config = RunConfig.of(config, data=data, **settings)
 
     comp = get_competition(competition) if not isinstance(competition, Competition) else competition
@@ -199,7 +200,7 @@ def prepare(competition, data=None, config: RunConfig | None = None, *, main_ran
         if plan.recipe.preflight is not None:
             plan.recipe.preflight(loaded, settings, plan.options)
     plan = Plan(comp, loaded, Path(data_dir), y, fold_ids, only_folds, plans, settings, seed, run_dir, main_rank,
-                log=log)
+                started=started, log=log)
     if main_rank:
         _describe_configs(plan, config.fresh)
     _barrier()  # every rank sees the same finished folds before any rank trains
@@ -311,18 +312,21 @@ def blend(plan: Plan, results: dict[str, cv.RecipeFolds]) -> dict:
 # ---------------------------------------------------------------------------------------------- write
 
 
-def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, out=None) -> Report:
-    """metrics.json, the CV plot, the checked submission (run folder copy and ``out``) and one ledger row."""
+def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, out=None,
+          notes: tuple[str, ...] | list[str] = (), blended_recipes: list[str] | None = None) -> Report:
+    """metrics.json, the CV plot, the checked submission (run folder copy and ``out``) and one ledger row.
+    ``blended_recipes``: the recipes the blend is made of, when not all of ``results`` (a timed run)."""
     from kitbox.io.submission import degenerate_warnings, submission_rules, write_checked
 
     comp, metric = plan.competition, plan.metric
     report = Report(comp.slug, metric.name, metric.greater_is_better, cv.cv_report(results, plan.y, metric),
                     plan.run_dir, is_sample=plan.data.is_sample,
                     notes=[_device_note(plan.settings)] + list(plan.data.notes) + _weights_notes(results)
-                    + _importance_notes(results))
+                    + _importance_notes(results) + list(notes))
     if blended is None:
         return _finish(plan, report)
-    blend_dir = plan.run_dir / "blends" / fingerprint.digest({n: rp.config_dir.name for n, rp in plan.recipes.items()})
+    names = list(plan.recipes) if blended_recipes is None else blended_recipes
+    blend_dir = plan.run_dir / "blends" / fingerprint.digest({n: _blend_key(plan, results[n]) for n in names})
     save_npy(blend_dir / "test_blend.npy", blended["test"])
     pred = comp.apply(blended["test"], blended["decided"])
     table = comp.submission(plan.data, pred)
@@ -330,10 +334,22 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     out = Path(out) if out else output_dir() / f"submission-{comp.slug}.csv"
     written = write_checked(table, [blend_dir / "submission.csv", out], plan.data, rules, type(comp).__name__)
     report.blend = {k: v for k, v in blended.items() if k not in ("test", "oof")}
+    report.blend["recipes"] = names
     report.submission = written[-1]
     report.warnings = degenerate_warnings(written[-1], plan.data, metric, rules)
     cv.plot_cv(report.recipes, metric, blend_dir / "cv_scores.png", blended["score"])
     return _finish(plan, report, blend_dir)
+
+
+def _blend_key(plan: Plan, res: cv.RecipeFolds) -> str:
+    """What a blend folder is made of: each recipe's configuration, and (a timed run) how much of it finished, so a
+    submission from fewer folds or without the refits never replaces a whole run's."""
+    key = plan.recipes[res.name].config_dir.name
+    if res.missing:
+        key += f":folds {sorted(res.finished)}"
+    if plan.competition.refit and res.refit is None:
+        key += ":no refit"
+    return key
 
 
 def _device_note(settings: RunSettings) -> str:
@@ -386,7 +402,7 @@ def _finish(plan: Plan, report: Report, blend_dir: Path | None = None) -> Report
         append_ledger(plan.run_dir.parent / "ledger.jsonl", {
             "time": datetime.now().isoformat(timespec="seconds"), "competition": report.competition,
             "run_dir": str(plan.run_dir), "seed": plan.seed, "quick": plan.settings.quick,
-            "configs": {n: rp.config_dir.name for n, rp in plan.recipes.items()},
+            "configs": {n: plan.recipes[n].config_dir.name for n in report.blend["recipes"]},
             "options": {n: fingerprint.options_dict(rp.options) for n, rp in plan.recipes.items()},
             "cv": {n: r.get("oof") for n, r in report.recipes.items()}, "blend": report.blend["score"],
             "blend_honest": report.blend["score_honest"], "metric": report.metric,
@@ -426,12 +442,21 @@ def run(competition, data=None, config: RunConfig | None = None, *, log: Callabl
     plan = prepare(competition, config=config, main_rank=rank == 0, log=log if rank == 0 else _quiet)
     if config.ray and rank:
         raise InputError("--ray runs whole folds as tasks; do not combine it with torchrun")
-    results = train(plan, config.ray, config.ray_cpus, config.ray_gpus)
+    if config.time_limit is not None and (config.ray or joined or rank):
+        raise InputError("--time-limit plans the folds in this one process: leave out --ray and torchrun")
+    if config.time_limit is not None:
+        from kitbox.pipeline.budget import train_in_time
+
+        timed = train_in_time(plan, config.time_limit)
+        results, names, notes = timed.results, timed.blended, timed.notes
+    else:
+        results = train(plan, config.ray, config.ray_cpus, config.ray_gpus)
+        names, notes = list(results) if all(res.complete for res in results.values()) else None, []
     if rank:
         _leave_torchrun(joined)  # waits there while rank 0 blends and writes
         return Report(plan.competition.slug, plan.metric.name, plan.metric.greater_is_better, {}, plan.run_dir)
-    complete = all(res.complete for res in results.values())
-    report = write(plan, results, blend(plan, results) if complete else None, config.out)
+    blended = None if names is None else blend(plan, {n: results[n] for n in names})
+    report = write(plan, results, blended, config.out, notes, names)
     if config.submit and report.complete:
         submit(plan, report, config.message)
     _leave_torchrun(joined)
