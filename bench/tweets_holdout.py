@@ -60,6 +60,14 @@ def recipe_lines(run_dir: Path, recipes: list[str], y_train: np.ndarray, y_held:
     return lines
 
 
+def held_score(submission: Path, held: pd.DataFrame) -> float:
+    """F1 of a submission's labels on the held-out tweets."""
+    sub = pd.read_csv(submission).set_index("id").loc[held["id"], "target"].to_numpy()
+    y_held = held["target"].to_numpy()
+    tp = int(((sub == 1) & (y_held == 1)).sum())
+    return 2 * tp / max(int(sub.sum()) + int(y_held.sum()), 1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the Kaggle folder with the labelled train.csv")
@@ -70,6 +78,8 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--competition", default="disaster-tweets", help="slug or adapter path, as for submit.py")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tweets_holdout"))
+    parser.add_argument("--pseudo-label", type=float, default=None, metavar="CONFIDENCE",
+                        help="also score the pseudo-labelled round (the first round's figures stay in the line)")
     args = parser.parse_args()
     folder = args.work / f"data-split{args.split_seed}"
     held = make_split(args.data, folder, args.holdout, args.split_seed)
@@ -81,21 +91,26 @@ def main():
         start = time.time()
         report = run(args.competition, data=folder, seed=seed, run_dir=run_dir, out=run_dir / "submission.csv",
                      recipes=args.recipes.split(",") if args.recipes else None, options=parse_sets(args.set),
-                     log=lambda *a, **k: None)
-        sub = pd.read_csv(report.submission).set_index("id").loc[held["id"], "target"].to_numpy()
-        tp = int(((sub == 1) & (y_held == 1)).sum())
-        held_f1 = 2 * tp / max(int(sub.sum()) + int(y_held.sum()), 1)
+                     pseudo_label=args.pseudo_label, log=lambda *a, **k: None)
+        first = report.pseudo["first_submission"] if report.pseudo else report.submission
         line = dict(seed=seed, split_seed=args.split_seed, train_rows=len(y_train), held_rows=len(y_held),
                     cv_in_sample=round(report.blend["score"], 5), cv_honest=round(report.blend["score_honest"], 5),
-                    held_f1=round(held_f1, 5), weights=report.blend["weights"], decided=report.blend.get("decided"),
-                    seconds=round(time.time() - start, 1),
+                    held_f1=round(held_score(first, held), 5), weights=report.blend["weights"],
+                    decided=report.blend.get("decided"), seconds=round(time.time() - start, 1),
                     recipes=recipe_lines(run_dir, list(report.recipes), y_train, y_held))
+        if report.pseudo:  # cv_honest above is the first round's; these are the pseudo-labelled round's
+            line["cv_honest"] = round(report.pseudo["honest_before"], 5)
+            line["pseudo"] = dict(cv_honest=round(report.pseudo["honest_after"], 5), chosen=report.pseudo["wins"],
+                                  held_f1=round(held_score(report.pseudo["pseudo_submission"], held), 5))
         rows.append(line)
         print(json.dumps(line, default=str), flush=True)
     spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
     for key in ("cv_honest", "held_f1"):
         values = [r[key] for r in rows]
         print(f"{key}: {statistics.mean(values):.5f} +- {spread(values):.5f} (n={len(values)})")
+        if all("pseudo" in r for r in rows):
+            values = [r["pseudo"][key] for r in rows]
+            print(f"  pseudo-labelled round {key}: {statistics.mean(values):.5f} +- {spread(values):.5f}")
     gaps = [r["cv_honest"] - r["held_f1"] for r in rows]
     print(f"gap honest - held-out: {statistics.mean(gaps):+.5f} +- {spread(gaps):.5f}")
 

@@ -62,6 +62,10 @@ class RunConfig:
     time_limit: float | None = _flag(None, "--time-limit", "minutes the run may take: it trains every recipe's first "
                                      "fold, completes the recipes that fit (best first fold first), drops the rest "
                                      "and says so", "MINUTES", type=float)
+    pseudo_label: float | None = _flag(None, "--pseudo-label", "after the blend, a second round in which each "
+                                       "fold also trains on the test rows its own models predicted with at least "
+                                       "this probability (e.g. 0.95); the round with the better honest CV makes the "
+                                       "submission", "CONFIDENCE", type=float)
     seed: int = _flag(42, "--seed", "the seed of the folds and of every recipe (default 42)", "N", type=int)
     quick: bool = _flag(False, "--quick", "short training, for a smoke test (its own run folders)")
     run_dir: str | None = _flag(None, "--run-dir", "run folder (default: runs/SLUG, runs/SLUG-sample on the "

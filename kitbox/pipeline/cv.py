@@ -46,6 +46,7 @@ class RecipePlan:
     # folds finished before this run started (None: look on disk each time). Under torchrun every rank takes the
     # same snapshot, so a rank never skips a fold that rank 0 has just saved and falls out of step
     done_before: set | None = None
+    pseudo: object | None = None  # kitbox.pipeline.pseudo.PseudoRows: each fold's extra training rows and labels
 
     def finished_before(self, fold) -> bool:
         return is_done(self.config_dir, fold) if self.done_before is None else fold in self.done_before
@@ -87,11 +88,15 @@ def _checked(result, name: str, fold, n_valid: int, n_test: int) -> tuple[np.nda
 
 def fold_context(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionData, y: np.ndarray, seed: int,
                  settings: RunSettings, scored_info: dict | None = None) -> FoldContext:
+    labelled = folds >= -1  # below -1: pseudo-labelled rows, trained on only where plan.pseudo says
     if fold == "refit":  # every labelled row trains; nothing is left to validate on
-        valid_idx, train_idx = np.array([], dtype=np.int64), np.arange(len(folds))
+        valid_idx, train_idx = np.array([], dtype=np.int64), np.flatnonzero(labelled)
     else:
         valid_idx = np.flatnonzero(folds == fold)
-        train_idx = np.flatnonzero((folds == -1) | (folds > fold)) if plan.forward else np.flatnonzero(folds != fold)
+        train_idx = np.flatnonzero((folds == -1) | (folds > fold) if plan.forward else (folds != fold) & labelled)
+    if plan.pseudo is not None:
+        train_idx = np.concatenate([train_idx, plan.pseudo.rows.get(fold, np.array([], dtype=np.int64))])
+        y = plan.pseudo.targets(fold, y)
     fdir = plan.config_dir / fold_name(fold)
     return FoldContext(fold=fold, train_idx=train_idx, valid_idx=valid_idx, data=data, y=y, fold_dir=fdir,
                        shared_dir=plan.config_dir / "shared", cache_dir=plan.cache_dir or plan.config_dir / "shared",

@@ -69,6 +69,8 @@ class Report:
     public_score: Any = None
     seconds: float = 0.0
     is_sample: bool = False
+    blend_dir: Path | None = None  # the blend's folder: its submission.csv, metrics.json, CV plot
+    pseudo: dict | None = None  # --pseudo-label: both rounds' honest CV and submissions
 
     @property
     def complete(self) -> bool:
@@ -335,7 +337,7 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     written = write_checked(table, [blend_dir / "submission.csv", out], plan.data, rules, type(comp).__name__)
     report.blend = {k: v for k, v in blended.items() if k not in ("test", "oof")}
     report.blend["recipes"] = names
-    report.submission = written[-1]
+    report.submission, report.blend_dir = written[-1], blend_dir
     report.warnings = degenerate_warnings(written[-1], plan.data, metric, rules)
     cv.plot_cv(report.recipes, metric, blend_dir / "cv_scores.png", blended["score"])
     return _finish(plan, report, blend_dir)
@@ -438,10 +440,16 @@ def run(competition, data=None, config: RunConfig | None = None, *, log: Callabl
     them all at once, and keywords change it.
     """
     config = RunConfig.of(config, data=data, **settings)
+    if config.pseudo_label is not None:
+        from kitbox.pipeline.pseudo import check_threshold
+
+        check_threshold(config.pseudo_label)
     rank, joined = _join_torchrun()
     plan = prepare(competition, config=config, main_rank=rank == 0, log=log if rank == 0 else _quiet)
     if config.ray and rank:
         raise InputError("--ray runs whole folds as tasks; do not combine it with torchrun")
+    if config.time_limit is not None and config.pseudo_label is not None:
+        raise InputError("--pseudo-label needs every recipe's folds: leave out --time-limit, or run twice")
     if config.time_limit is not None and (config.ray or joined or rank):
         raise InputError("--time-limit plans the folds in this one process: leave out --ray and torchrun")
     if config.time_limit is not None:
@@ -457,10 +465,45 @@ def run(competition, data=None, config: RunConfig | None = None, *, log: Callabl
         return Report(plan.competition.slug, plan.metric.name, plan.metric.greater_is_better, {}, plan.run_dir)
     blended = None if names is None else blend(plan, {n: results[n] for n in names})
     report = write(plan, results, blended, config.out, notes, names)
+    if config.pseudo_label is not None and report.complete:
+        report = pseudo_round(plan, results, blended, report, config)
     if config.submit and report.complete:
         submit(plan, report, config.message)
     _leave_torchrun(joined)
     return report
+
+
+def pseudo_round(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict, report: Report,
+                 config: RunConfig) -> Report:
+    """The pseudo-labelled second round (:mod:`kitbox.pipeline.pseudo`); its submission replaces the first
+    round's only when its honest CV is better."""
+    from kitbox.pipeline.pseudo import second_round
+
+    plan2, note = second_round(plan, results, blended, config.pseudo_label)
+    plan.log(note)
+    if all(len(rows) == 0 for rows in plan2.recipes[next(iter(plan2.recipes))].pseudo.rows.values()):
+        report.notes += [note + ": no second round"]
+        return report
+    results2 = train(plan2)
+    blended2 = blend(plan2, results2)
+    before, after = blended["score_honest"], blended2["score_honest"]
+    wins = after > before if plan.metric.greater_is_better else after < before
+    own = plan.run_dir / f"submission-{plan.competition.slug}-pseudo-label.csv"  # the round's own, whichever wins
+    verdict = (f"honest CV {before:.5f} without pseudo-labels, {after:.5f} with: the submission is the "
+               f"{'pseudo-labelled round' if wins else 'first round (kept)'}; the pseudo-labelled one is also in {own}")
+    plan.log(verdict)
+    report2 = write(plan2, results2, blended2, own, [note, verdict])
+    rounds = {"honest_before": before, "honest_after": after, "wins": wins,
+              "first_submission": report.blend_dir / "submission.csv", "pseudo_submission": own}
+    report.pseudo = report2.pseudo = rounds
+    if not wins:
+        report.notes += [note, verdict]
+        return report
+    from kitbox.io.runs import atomic_write_bytes
+
+    out = Path(config.out) if config.out else output_dir() / f"submission-{plan.competition.slug}.csv"
+    report2.submission = atomic_write_bytes(out, own.read_bytes())  # checked when it was written
+    return report2
 
 
 def _barrier() -> None:
