@@ -255,12 +255,15 @@ def map_at_k(y_true, y_pred, k: int = 5) -> float:
 
 # ---------------------------------------------------------------------- masks (segmentation)
 def _mask_pairs(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
-    """Both as (images, pixels) booleans; probabilities are cut at 0.5."""
+    """Both as (images, pixels) booleans; probabilities are cut at 0.5. Masks of several classes, (images, classes,
+    height, width), become one row per (image, class) pair: Kaggle's multi-class Dice (Severstal, Clouds) is the
+    mean over those pairs."""
     t, p = np.asarray(y_true), np.asarray(y_pred)
     if t.shape != p.shape:
         raise ValueError(f"masks of shape {t.shape} scored against predictions of shape {p.shape}")
     p = p > 0.5 if np.issubdtype(p.dtype, np.floating) else p.astype(bool)
-    return t.astype(bool).reshape(len(t), -1), p.reshape(len(p), -1)
+    rows = len(t) * t.shape[1] if t.ndim == 4 else len(t)
+    return t.astype(bool).reshape(rows, -1), p.reshape(rows, -1)
 
 
 def dice(y_true, y_pred) -> float:

@@ -77,14 +77,24 @@ def _looks_like_rle(values: pd.Series) -> bool:
 def _guess_masks(data_dir: Path, sample: pd.DataFrame, guess: Guess) -> bool:
     """A segmentation folder: the sample's one prediction column holds RLEs, and training masks are there as an RLE
     column of a CSV or as mask images beside the training images."""
-    if sample.shape[1] != 2 or not _looks_like_rle(sample.iloc[:, 1]):
+    others = list(sample.columns[1:])
+    rle_cols = [c for c in others if _looks_like_rle(sample[c])]
+    if len(others) > 2 or len(rle_cols) != 1:
         return False
-    named = re.search(r"rle|encoded|mask|pixels", sample.columns[1], re.I)
+    rle_col = rle_cols[0]
+    named = re.search(r"rle|encoded|mask|pixels", rle_col, re.I)
     layouts = [("train/images", "test/images"), ("train", "test")]
     found = next(((tr, te) for tr, te in layouts if _images_in(data_dir / tr)), None)
-    if found is None or not (named or sample.iloc[:, 1].astype(str).str.split().map(len).max() > 2):
+    if found is None or not (named or sample[rle_col].astype(str).str.split().map(len).max() > 2):
         return False
     guess.base = "SegmentationCompetition"
+    if len(others) == 2:  # Severstal: one row per image and class
+        guess.attrs["class_col"] = next(c for c in others if c != rle_col)
+        guess.said.append(f"classes: one row per image and {guess.attrs['class_col']!r} (a sigmoid per class)")
+    elif _key_sep(sample.iloc[:, 0]):
+        guess.attrs["key_sep"] = _key_sep(sample.iloc[:, 0])
+        guess.said.append(f"classes: {sample.columns[0]!r} joins the image id and the class with "
+                          f"{guess.attrs['key_sep']!r} (a sigmoid per class)")
     if found != ("train/images", "test/images"):
         guess.attrs.update(train_dir=found[0], test_dir=found[1])
     mask_dirs = [d for d in ("train/masks", "train_masks", "masks") if _images_in(data_dir / d)]
@@ -110,8 +120,20 @@ def _guess_masks(data_dir: Path, sample: pd.DataFrame, guess: Guess) -> bool:
         guess.said.append(f"masks: images in {mask_dirs[0]}/ named like the training images")
     else:
         guess.todo.append("where the training masks are: set rle_file (a CSV of id, RLE) or mask_dir (mask images)")
-    guess.said.append(f"segmentation: images in {found[0]}/, submission of RLE masks ({sample.columns[1]!r})")
+    guess.said.append(f"segmentation: images in {found[0]}/, submission of RLE masks ({rle_col!r})")
     return True
+
+
+def _key_sep(keys: pd.Series) -> str | None:
+    """"_" when every key is "IMAGE_CLASS", every image has every one of a few classes, and the images outnumber
+    the classes (Understanding Clouds' "0011165.jpg_Fish"); else None."""
+    parts = keys.astype(str).str.rsplit("_", n=1)
+    if not parts.map(len).eq(2).all():
+        return None
+    images, classes = set(parts.str[0]), set(parts.str[1])
+    if 1 < len(classes) <= 20 and len(images) >= 2 * len(classes) and len(keys) == len(images) * len(classes):
+        return "_"
+    return None
 
 
 def _text_columns(train: pd.DataFrame, skip: set) -> list[str]:

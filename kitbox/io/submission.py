@@ -43,7 +43,7 @@ def _is_integer_text(values: pd.Series) -> bool:
 
 def check_submission(submission, sample, ranges: dict | None = None, name: str = "submission",
                      whole_numbers=(), allowed: dict | None = None, tag_sep: str | None = None,
-                     rle: dict | None = None) -> None:
+                     rle: dict | None = None, key: tuple[str, ...] | list[str] | None = None) -> None:
     """Raise :class:`SubmissionError` naming the first way ``submission`` differs from ``sample``.
 
     ``submission`` and ``sample`` are paths or DataFrames; the first column is the id. ``ranges`` maps a
@@ -52,6 +52,8 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
     values it may hold (the classes seen in train). :func:`rules_for_metric` and :func:`submission_rules` derive
     them from the competition's metric and data. ``rle`` maps a column of run-length encoded masks to the pixels
     of each image (one number, or a mapping id -> pixels): every RLE is decoded and checked (empty: no mask).
+    ``key``: the columns that together name a row, when the first alone does not (Severstal's ImageId and
+    ClassId: one row per image and class); each key must be the sample's and appear once.
     """
     sub = _read_text_table(submission, name)
     ref = _read_text_table(sample, "sample submission")
@@ -65,16 +67,23 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
         raise SubmissionError(f"{name} has {len(sub)} rows, the sample has {len(ref)} "
                               f"({'short by' if len(sub) < len(ref) else 'too many by'} {abs(len(sub) - len(ref))})")
     id_col = ref_cols[0]
-    ids, ref_ids = sub[id_col].str.strip(), ref[id_col].str.strip()
-    if (ids == "").any():
-        raise SubmissionError(f"{name}: row {int(np.argmax(ids == ''))} has an empty {id_col}")
-    dup = ids[ids.duplicated()]
+    key_cols = list(key) if key else [id_col]
+    ids = sub[id_col].str.strip()
+    for col in key_cols:
+        blank = sub[col].str.strip() == ""
+        if blank.any():
+            raise SubmissionError(f"{name}: row {int(np.argmax(blank))} has an empty {col}")
+    keys, ref_keys = _row_keys(sub, key_cols), _row_keys(ref, key_cols)
+    what = " + ".join(key_cols)
+    dup = keys[keys.duplicated()]
     if len(dup):
-        raise SubmissionError(f"{name}: {id_col} {dup.iloc[0]!r} appears more than once ({ids.duplicated().sum()} duplicates)")
-    unknown = ids[~ids.isin(set(ref_ids))]
+        raise SubmissionError(f"{name}: {what} {dup.iloc[0]!r} appears more than once ({keys.duplicated().sum()} duplicates)")
+    unknown = keys[~keys.isin(set(ref_keys))]
     if len(unknown):
-        raise SubmissionError(f"{name}: {id_col} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
+        raise SubmissionError(f"{name}: {what} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
     for col in ref_cols[1:]:
+        if col in key_cols:
+            continue
         if rle and col in rle:
             _check_rle(sub[col], ids, id_col, col, rle[col], name)
             continue
@@ -82,6 +91,13 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
             _check_allowed(sub[col], ids, id_col, col, allowed[col], name, tag_sep)
             continue
         _check_column(sub[col], ref[col], ids, id_col, col, (ranges or {}).get(col), col in whole_numbers, name)
+
+
+def _row_keys(table: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """What names each row: its id, or its key columns' stripped values joined by " / "."""
+    if len(columns) == 1:
+        return table[columns[0]].str.strip()
+    return table[columns].apply(lambda c: c.str.strip()).agg(" / ".join, axis=1)
 
 
 def _check_allowed(values: pd.Series, ids: pd.Series, id_col: str, col: str, allowed, name: str,
@@ -203,7 +219,8 @@ def submission_rules(competition, data) -> dict:
     ref_cols = list(_read_text_table(sample_path(data), "sample submission").columns[1:])
     kind = metric_kind(competition.metric)
     if kind == "mask" and data.extra.get("rle_pixels"):  # every RLE decoded against its own image's pixels
-        return {"rle": data.extra["rle_pixels"]}
+        return {"rle": data.extra["rle_pixels"], **({"key": data.extra["submission_key"]}
+                                                     if data.extra.get("submission_key") else {})}
     if kind in ("label", "ranking") and data.classes and len(ref_cols) == 1:
         rules["allowed"] = {ref_cols[0]: [str(c) for c in data.classes]}
         if data.task == "multilabel" or kind == "ranking":  # tags, or the k likeliest classes: each one checked

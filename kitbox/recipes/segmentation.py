@@ -68,13 +68,14 @@ def unet(ctx: FoldContext) -> FoldPredictions:
     test_x = image_tensor(data.test["path"], size)
     fit_idx, valid_idx = ctx.train_idx, ctx.valid_idx
     seed_everything(ctx.seed)  # the decoder's initial weights come from the seed, not from what ran before
+    classes = ctx.y.shape[1] if np.ndim(ctx.y) == 4 else 1  # (images, classes, H, W): a sigmoid per class
     model = UNet(opts.arch, weights=settings.weights, pretrained=not settings.from_scratch,
-                 download=settings.download_weights)
+                 download=settings.download_weights, classes=classes)
     y = mask_tensor(ctx.y, size)
     bs = min(opts.bs, len(fit_idx))
     train_dl = FlipLoader(train_x[fit_idx], y[fit_idx], bs, ctx.seed)
     valid_dl = (TensorLoader(train_x[valid_idx], y[valid_idx], batch_size=32) if len(valid_idx) else None)
-    learn = Learner(model, train_dl, valid_dl, task=MaskTask(opts.dice_weight), seed=ctx.seed,
+    learn = Learner(model, train_dl, valid_dl, task=MaskTask(opts.dice_weight, classes), seed=ctx.seed,
                     run_dir=ctx.fold_dir, **ctx.learner_options())
     freeze_epochs, epochs = (1, 1) if ctx.quick else (opts.freeze_epochs, opts.epochs)
     if freeze_epochs and not settings.from_scratch:
@@ -83,7 +84,8 @@ def unet(ctx: FoldContext) -> FoldPredictions:
     learn.unfreeze()
     learn.fit_one_cycle(epochs, opts.lr if settings.from_scratch else slice(opts.lr / 100, opts.lr / 10))
     learn.save(ctx.fold_dir / "model.safetensors")
-    oof = predict_masks(learn, train_x[valid_idx], shape, opts.tta) if len(valid_idx) else np.zeros((0,) + shape)
+    empty = (0,) + ((classes,) if classes > 1 else ()) + shape
+    oof = predict_masks(learn, train_x[valid_idx], shape, opts.tta) if len(valid_idx) else np.zeros(empty)
     info = {"size": size, "weights": model.weights_source}
     if len(valid_idx) and opts.tta:
         info["dice_without_tta"] = dice(ctx.y[valid_idx], predict_masks(learn, train_x[valid_idx], shape, False))

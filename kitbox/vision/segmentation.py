@@ -22,7 +22,7 @@ class UNet(nn.Module):
     mean/std, so loaders move bytes, not floats. ``layer_groups``: the encoder, then decoder and mask head."""
 
     def __init__(self, arch: str, weights: str | Path | None = None, pretrained: bool = True,
-                 download: bool = False):
+                 download: bool = False, classes: int = 1):
         super().__init__()
         import segmentation_models_pytorch as smp
 
@@ -38,7 +38,8 @@ class UNet(nn.Module):
                 self.weights_source = "downloaded from the hub"
         kwargs = {"pretrained_cfg_overlay": overlay} if overlay else {}
         with _timm_quiet():  # timm lists the classifier keys features_only drops: expected, and not the user's problem
-            self.net = smp.Unet(f"tu-{arch}", encoder_weights=True if pretrained else None, classes=1, **kwargs)
+            self.net = smp.Unet(f"tu-{arch}", encoder_weights=True if pretrained else None, classes=classes,
+                                **kwargs)
         cfg = self.net.encoder.model.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255)
@@ -62,24 +63,26 @@ def _timm_quiet():
 
 
 class MaskTask(Task):
-    """One logit per pixel: BCE plus soft Dice (``dice_weight``), the pair Kaggle's segmentation winners train
-    with; decodes to pixel probabilities of shape (batch, H, W)."""
+    """One logit per pixel (and class): BCE plus soft Dice (``dice_weight``), the pair Kaggle's segmentation
+    winners train with; decodes to pixel probabilities of shape (batch, H, W), or (batch, classes, H, W) when
+    ``classes`` > 1 (one sigmoid per class, each with its own soft Dice)."""
 
-    def __init__(self, dice_weight: float = 1.0):
+    def __init__(self, dice_weight: float = 1.0, classes: int = 1):
         super().__init__("binary")
-        self.dice_weight = dice_weight
+        self.dice_weight, self.classes = dice_weight, classes
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logit, target = out.float().flatten(1), target.float().flatten(1)
+        per = 2 if self.classes > 1 else 1  # Dice per (image, class) pair, or per image
+        logit, target = out.float().flatten(per), target.float().flatten(per)
         bce = F.binary_cross_entropy_with_logits(logit, target)
         if not self.dice_weight:
             return bce
         p = torch.sigmoid(logit)
-        soft_dice = (2 * (p * target).sum(1) + 1) / (p.sum(1) + target.sum(1) + 1)
+        soft_dice = (2 * (p * target).sum(-1) + 1) / (p.sum(-1) + target.sum(-1) + 1)
         return bce + self.dice_weight * (1 - soft_dice.mean())
 
     def decode(self, out: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(out.float()[:, 0])
+        return torch.sigmoid(out.float() if self.classes > 1 else out.float()[:, 0])
 
 
 class FlipLoader:
@@ -114,19 +117,23 @@ def image_tensor(paths, size: int) -> torch.Tensor:
 
 
 def mask_tensor(masks: np.ndarray, size: int) -> torch.Tensor:
-    """(n, H, W) 0/1 masks as floats at (n, 1, size, size), area-averaged: a soft target where resizing blurs."""
-    m = torch.from_numpy(np.asarray(masks, np.float32))[:, None]
+    """(n, H, W) 0/1 masks as floats at (n, 1, size, size), area-averaged: a soft target where resizing blurs;
+    (n, classes, H, W) masks at (n, classes, size, size)."""
+    m = torch.from_numpy(np.asarray(masks, np.float32))
+    m = m if m.ndim == 4 else m[:, None]
     return F.interpolate(m, size=(size, size), mode="area") if m.shape[-2:] != (size, size) else m
 
 
 def predict_masks(learn, images: torch.Tensor, shape: tuple[int, int], tta: bool, bs: int = 32) -> np.ndarray:
-    """Pixel probabilities (n, *shape): the plain pass, averaged with the left-right mirrored one when ``tta``,
-    resized (bilinear) to the competition's mask shape."""
+    """Pixel probabilities (n, *shape), or (n, classes, *shape): the plain pass, averaged with the left-right
+    mirrored one when ``tta``, resized (bilinear) to the competition's mask shape."""
     passes = [learn.predict(TensorLoader(images, batch_size=bs, has_target=False))]
     if tta:
         flipped = learn.predict(TensorLoader(images.flip(-1), batch_size=bs, has_target=False))
         passes.append(flipped[..., ::-1])
-    p = torch.from_numpy(np.ascontiguousarray(np.mean(passes, axis=0)))[:, None]
+    p = torch.from_numpy(np.ascontiguousarray(np.mean(passes, axis=0)))
+    single = p.ndim == 3
+    p = p[:, None] if single else p
     if p.shape[-2:] != tuple(shape):
         p = F.interpolate(p, size=tuple(shape), mode="bilinear", align_corners=False)
-    return p[:, 0].numpy().astype(np.float32)
+    return (p[:, 0] if single else p).numpy().astype(np.float32)
