@@ -44,7 +44,8 @@ def recipe_lines(run_dir: Path, recipes: list[str], y_train: np.ndarray, y_held:
     """Each recipe's OOF F1 at its own cut (chosen on that OOF) and its test mean's held-out F1 at that cut."""
     lines = {}
     for name in recipes:
-        folds = sorted(run_dir.glob(f"{name}/*/fold*/oof.npy"))
+        folds = sorted(p for p in run_dir.glob(f"{name}/*/fold*/oof.npy")  # the first round's (not pseudo-labelled)
+                       if "pseudo_label" not in json.loads((p.parents[1] / "config.json").read_text()))
         if not folds:
             continue
         oof = np.full(len(y_train), np.nan)
@@ -78,6 +79,7 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--competition", default="disaster-tweets", help="slug or adapter path, as for submit.py")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tweets_holdout"))
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES", help="as submit.py's")
     parser.add_argument("--pseudo-label", type=float, default=None, metavar="CONFIDENCE",
                         help="also score the pseudo-labelled round (the first round's figures stay in the line)")
     args = parser.parse_args()
@@ -91,13 +93,16 @@ def main():
         start = time.time()
         report = run(args.competition, data=folder, seed=seed, run_dir=run_dir, out=run_dir / "submission.csv",
                      recipes=args.recipes.split(",") if args.recipes else None, options=parse_sets(args.set),
-                     pseudo_label=args.pseudo_label, log=lambda *a, **k: None)
+                     pseudo_label=args.pseudo_label, time_limit=args.time_limit, log=lambda *a, **k: None)
         first = report.pseudo["first_submission"] if report.pseudo else report.submission
         line = dict(seed=seed, split_seed=args.split_seed, train_rows=len(y_train), held_rows=len(y_held),
                     cv_in_sample=round(report.blend["score"], 5), cv_honest=round(report.blend["score_honest"], 5),
                     held_f1=round(held_score(first, held), 5), weights=report.blend["weights"],
                     decided=report.blend.get("decided"), seconds=round(time.time() - start, 1),
                     recipes=recipe_lines(run_dir, list(report.recipes), y_train, y_held))
+        if args.time_limit is not None:
+            line["blended"] = report.blend["recipes"]
+            line["time_notes"] = [n for n in report.notes if "left out" in n or "folds' models" in n]
         if report.pseudo:  # cv_honest above is the first round's; these are the pseudo-labelled round's
             line["cv_honest"] = round(report.pseudo["honest_before"], 5)
             line["pseudo"] = dict(cv_honest=round(report.pseudo["honest_after"], 5), chosen=report.pseudo["wins"],
