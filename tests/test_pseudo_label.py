@@ -78,3 +78,11 @@ def test_a_bad_confidence_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"--pseudo-label 1\.5: give the confidence"):
         kitbox.run(comp, data=tmp_path / "data", run_dir=tmp_path / "runs", pseudo_label=1.5, out=tmp_path / "s.csv",
                    progress=False, log=lambda *_: None)
+
+
+def test_an_adapter_can_make_it_its_default(tmp_path):
+    comp = type("PseudoDigits", (SkDigits,), {"pseudo_label": 0.9})({"logreg": spy_logreg})
+    comp.load(tmp_path / "data")
+    report = kitbox.run(comp, data=tmp_path / "data", run_dir=tmp_path / "runs", out=tmp_path / "s.csv",
+                        progress=False, log=lambda *_: None)
+    assert report.pseudo is not None and report.pseudo["pseudo_submission"].exists()

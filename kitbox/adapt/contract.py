@@ -205,6 +205,9 @@ class Competition:
     # folds are periods numbered back in time (0 the latest, as kitbox.pipeline.splits.time_holdouts gives them):
     # fold k trains only on the rows of older periods (ids above k) and of no period (-1), never on later days
     forward_folds: bool = False
+    # a pseudo-labelled second round by default (the confidence, e.g. 0.95; --pseudo-label overrides): see
+    # kitbox.pipeline.pseudo. None: one round
+    pseudo_label: float | None = None
 
     @property
     def metric(self) -> Metric:

@@ -8,7 +8,8 @@ validation rows, uses the first round's test prediction. Pseudo rows never enter
 
 Every test row is appended to the training table once, with fold id :data:`PSEUDO`. Each fold then adds its own
 confident ones to its training rows. The tables are the same for every fold, so features cached per
-configuration (text vectors, image features) stay valid.
+configuration (text vectors, image features) stay valid. A recipe takes its targets from ``ctx.y``, as the
+contract says: the table's own target column is empty on the appended rows.
 """
 from __future__ import annotations
 

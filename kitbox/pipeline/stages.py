@@ -440,16 +440,19 @@ def run(competition, data=None, config: RunConfig | None = None, *, log: Callabl
     them all at once, and keywords change it.
     """
     config = RunConfig.of(config, data=data, **settings)
-    if config.pseudo_label is not None:
+    rank, joined = _join_torchrun()
+    plan = prepare(competition, config=config, main_rank=rank == 0, log=log if rank == 0 else _quiet)
+    if config.pseudo_label is None and plan.competition.pseudo_label is not None:  # the adapter's default
+        config = RunConfig.of(config, pseudo_label=plan.competition.pseudo_label)
+    if config.pseudo_label is not None:  # before any training
         from kitbox.pipeline.pseudo import check_threshold
 
         check_threshold(config.pseudo_label)
-    rank, joined = _join_torchrun()
-    plan = prepare(competition, config=config, main_rank=rank == 0, log=log if rank == 0 else _quiet)
     if config.ray and rank:
         raise InputError("--ray runs whole folds as tasks; do not combine it with torchrun")
     if config.time_limit is not None and config.pseudo_label is not None:
-        raise InputError("--pseudo-label needs every recipe's folds: leave out --time-limit, or run twice")
+        raise InputError("--pseudo-label (or the adapter's pseudo_label) needs every recipe's folds: leave out "
+                         "--time-limit, or run twice")
     if config.time_limit is not None and (config.ray or joined or rank):
         raise InputError("--time-limit plans the folds in this one process: leave out --ray and torchrun")
     if config.time_limit is not None:
