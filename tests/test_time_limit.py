@@ -12,6 +12,7 @@ import pytest
 import kitbox
 from helpers.sk_competition import SkDigits, bayes_recipe, logreg_recipe
 from kitbox.errors import InputError
+from kitbox.io.runs import read_json
 from kitbox.pipeline import budget, cv
 
 
@@ -70,3 +71,29 @@ def test_bad_limits_are_one_clear_error(tmp_path):
         _run(tmp_path, {"logreg": logreg_recipe}, minutes=0)
     with pytest.raises(InputError, match="leave out --folds LIST"):
         _run(tmp_path, {"logreg": logreg_recipe}, minutes=5, folds=[0, 1])
+
+
+def test_work_cached_for_the_other_folds_is_not_counted_again():
+    folds = np.repeat(np.arange(5), 200)
+    rp = cv.RecipePlan("r", None, None, {}, config_dir=Path("/nonexistent"))
+    # fold 0 took 30 s, 20 of them computing features every later fold loads from the cache
+    done = cv.FinishedFold(0, np.arange(200), np.zeros(200), np.zeros(10), 0.5, seconds=30.0,
+                           info={"one_time_seconds": 20.0})
+    res = cv.RecipeFolds("r", rp.config_dir, 1000, {0: done}, [1, 2, 3, 4])
+    assert budget._estimates(rp, res, folds, refit=False)[0] == pytest.approx(40.0)
+
+
+def test_a_fold_records_the_one_time_work_it_did(tmp_path):
+    from kitbox.io.runs import one_time_work
+
+    def caching_recipe(ctx):
+        if ctx.fold == 0:
+            with one_time_work():
+                time.sleep(0.3)  # stands for computing features the other folds reuse
+        return logreg_recipe(ctx)
+
+    report = _run(tmp_path, {"cached": caching_recipe}, minutes=1.0)
+    folders = [d for d in (tmp_path / "runs" / "cached").iterdir() if d.is_dir()]
+    infos = [read_json(folders[0] / f"fold{k}" / "done.json")["info"] for k in range(5)]
+    assert infos[0]["one_time_seconds"] >= 0.3 and all("one_time_seconds" not in i for i in infos[1:])
+    assert report.blend["recipes"] == ["cached"]

@@ -9,8 +9,28 @@ import io
 import json
 import os
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+_ONE_TIME = [0.0]  # seconds this process spent on work cached for every later fold (see one_time_work)
+
+
+@contextmanager
+def one_time_work():
+    """Time spent computing something that is cached for every later fold (features, a language model): a
+    timed run (``--time-limit``) leaves it out when it estimates what a recipe's next folds cost."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        _ONE_TIME[0] += time.perf_counter() - start
+
+
+def one_time_seconds() -> float:
+    """The total of :func:`one_time_work` in this process so far."""
+    return _ONE_TIME[0]
 
 
 def private_tmp(path) -> Path:

@@ -58,9 +58,11 @@ def _train_rows(folds: np.ndarray, fold, forward: bool) -> int:
 
 def _per_row(rp: cv.RecipePlan, res: cv.RecipeFolds, folds: np.ndarray) -> float:
     """Seconds per training row in the recipe's finished folds: a fold's and the refit's time are taken as
-    proportional to their training rows."""
+    proportional to their training rows. Work a fold cached for the others (features, a language model) is left
+    out: the next folds reuse it."""
     done = list(res.finished.values())
-    return sum(f.seconds for f in done) / max(1, sum(_train_rows(folds, f.fold, rp.forward) for f in done))
+    seconds = sum(max(0.0, f.seconds - f.info.get("one_time_seconds", 0.0)) for f in done)
+    return seconds / max(1, sum(_train_rows(folds, f.fold, rp.forward) for f in done))
 
 
 def _fold_cost(rp: cv.RecipePlan, res: cv.RecipeFolds, folds: np.ndarray, fold) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
-from kitbox.io.runs import private_tmp
+from kitbox.io.runs import one_time_work, private_tmp
 from kitbox.recipes.linear import LinearHead
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ def cached_features(folder: Path, compute) -> tuple:
         if read_json(folder / "done.json")["sparse"]:
             return sparse.load_npz(folder / "train.npz"), sparse.load_npz(folder / "test.npz")
         return load_npy(folder / "train.npy"), load_npy(folder / "test.npy")
-    train, test, info = compute()
+    with one_time_work():
+        train, test, info = compute()
     folder.mkdir(parents=True, exist_ok=True)
     is_sparse = sparse.issparse(train)
     for name, matrix in (("train", train), ("test", test)):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kitbox.io.runs import private_tmp
+from kitbox.io.runs import one_time_work, private_tmp
 from kitbox.text.awd_lstm import AWDConfig, LanguageModel
 from kitbox.text.tokenizer import Vocab
 
@@ -79,7 +79,8 @@ def language_model(tokens: list[list[str]], cache_dir, settings: LMSettings = LM
                              f"{digest}); move that folder aside or give another cache folder")
         return PretrainedLM(load_state(cache_dir / "encoder.safetensors"), Vocab.load(cache_dir / "vocab.json"),
                             AWDConfig(**done["config"]), done["metrics"], trained_now=False)
-    return _train_language_model(tokens, cache_dir, settings, digest)
+    with one_time_work():
+        return _train_language_model(tokens, cache_dir, settings, digest)
 
 
 def _train_language_model(tokens, cache_dir: Path, s: LMSettings, digest: str) -> PretrainedLM:

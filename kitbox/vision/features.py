@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import kitbox
+from kitbox.io.runs import one_time_work
 from kitbox.training import distributed
 from kitbox.vision.data import ImageItems, image_loader
 from kitbox.vision.models import model_device, pooled_features, work_device
@@ -92,7 +93,8 @@ def cached_features(
     path = cache_dir / f"features-{view}-{_fingerprint(model, items, transform, view)}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)  # a plain tensor: never unpickle code
-    feats = compute_features(model, items, transform, desc=f"features {view}", **kwargs)
+    with one_time_work():
+        feats = compute_features(model, items, transform, desc=f"features {view}", **kwargs)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(feats, tmp)
     os.replace(tmp, path)  # atomic: a fold running in parallel never reads half a file
