@@ -501,6 +501,7 @@ def pseudo_round(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict, 
     report.pseudo = report2.pseudo = rounds
     if not wins:
         report.notes += [note, verdict]
+        report.seconds = time.time() - plan.started  # both rounds
         return report
     from kitbox.io.runs import atomic_write_bytes
 
