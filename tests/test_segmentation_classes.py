@@ -146,7 +146,8 @@ def test_a_class_the_sample_lacks_is_named(tmp_path):
     table = pd.read_csv(folder / "train.csv")
     table.loc[0, "ClassId"] = 3
     table.to_csv(folder / "train.csv", index=False)
-    with pytest.raises(InputError, match=r"has class '3', which the sample submission does not have \(its classes: \['1', '2'\]\)"):
+    with pytest.raises(InputError, match=r"has class '3', which the sample submission does not have "
+                                         r"\(its classes: \['1', '2'\]\)"):
         Severstal().load(folder)
 
 

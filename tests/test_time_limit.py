@@ -35,6 +35,7 @@ def test_a_recipe_that_cannot_finish_in_time_is_left_out_and_the_submission_come
     assert report.recipes["logreg"]["missing"] == []
     assert report.recipes["slow"]["missing"] == [1, 2, 3, 4]  # its first fold ran, to estimate the rest
     assert any(n.startswith("slow: left out of the blend (its other folds need about") for n in report.notes)
+    assert "slow" in report.summary() and "(left out of the blend)" in report.summary()
     sub = pd.read_csv(report.submission)
     assert len(sub) == 360 and set(sub.columns) == {"ImageId", "Label"}
     assert report.blend["rows"] == 1437  # every training row: logreg finished its five folds

@@ -77,10 +77,12 @@ def check_submission(submission, sample, ranges: dict | None = None, name: str =
     what = " + ".join(key_cols)
     dup = keys[keys.duplicated()]
     if len(dup):
-        raise SubmissionError(f"{name}: {what} {dup.iloc[0]!r} appears more than once ({keys.duplicated().sum()} duplicates)")
+        raise SubmissionError(f"{name}: {what} {dup.iloc[0]!r} appears more than once "
+                              f"({keys.duplicated().sum()} duplicates)")
     unknown = keys[~keys.isin(set(ref_keys))]
     if len(unknown):
-        raise SubmissionError(f"{name}: {what} {unknown.iloc[0]!r} is not in the sample submission ({len(unknown)} unknown ids)")
+        raise SubmissionError(f"{name}: {what} {unknown.iloc[0]!r} is not in the sample submission "
+                              f"({len(unknown)} unknown ids)")
     for col in ref_cols[1:]:
         if col in key_cols:
             continue

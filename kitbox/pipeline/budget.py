@@ -167,7 +167,8 @@ def train_in_time(plan, minutes: float) -> Outcome:
         partial = [n for n in results if results[n].finished]
         if not partial:
             raise InputError(f"--time-limit {minutes:g}: no fold finished in time; give the run more minutes")
-        best = min(partial, key=lambda n: (-len(results[n].finished), _first_score(results[n], metric.greater_is_better)))
+        best = min(partial, key=lambda n: (-len(results[n].finished),
+                                           _first_score(results[n], metric.greater_is_better)))
         rows = sum(len(f.valid_idx) for f in results[best].finished.values())
         say(f"no recipe finished every fold: the submission is {best}'s {len(results[best].finished)} "
                      f"finished fold(s) (their models predict test; CV on their {rows} validation rows only)")

@@ -17,7 +17,9 @@ def _recipe_lines(report) -> list[str]:
             lines.append(f"  {name:22s} no finished folds")
             continue
         folds = " ".join(f"{s:.5f}" for s in r["folds"].values())
+        left_out = "recipes" in blend and name not in blend["recipes"]  # a timed run dropped it (see its note)
         todo = f"  (folds {r['missing']} not run yet)" if r["missing"] else ""
+        todo = "  (left out of the blend)" if left_out else todo
         cut = f"   at the submission's decision {at_cut[name]:.5f}" if blend.get("decided") and name in at_cut else ""
         lines.append(f"  {name:22s} OOF {r['oof']:.5f}   folds {r['mean']:.5f} +- {r['std']:.5f} [{folds}]{cut}{todo}")
     return lines
