@@ -144,6 +144,10 @@ def train_in_time(plan, minutes: float) -> Outcome:
     for name, rp in plan.recipes.items():
         if name not in chosen:
             continue
+        lost = [d for d in rp.recipe.needs if d in dropped]
+        if lost:  # its inputs stop part-way
+            dropped[name] = f"it needs {lost[0]}, which was stopped"
+            continue
         for k in range(n_folds):
             if k in results[name].finished:
                 continue
@@ -171,7 +175,7 @@ def train_in_time(plan, minutes: float) -> Outcome:
                                            _first_score(results[n], metric.greater_is_better)))
         rows = sum(len(f.valid_idx) for f in results[best].finished.values())
         say(f"no recipe finished every fold: the submission is {best}'s {len(results[best].finished)} "
-                     f"finished fold(s) (their models predict test; CV on their {rows} validation rows only)")
+            f"finished fold(s) (their models predict test; CV on their {rows} validation rows only)")
         blended = [best]
     say(f"blended: {', '.join(blended)}; training took {elapsed(time.time() - plan.started)}")
     return Outcome(results, blended, notes)
