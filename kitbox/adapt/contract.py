@@ -118,6 +118,10 @@ class FoldPredictions:
     test: np.ndarray  # shape (len(data.test), ...)
     snapshots_test: list[np.ndarray] = field(default_factory=list)  # SGDR snapshot test predictions, if any
     info: dict[str, Any] = field(default_factory=dict)  # figures for metrics.json (e.g. score without TTA)
+    # the fitted fold as an object whose ``predict(data)`` gives its prediction of ``data.test`` (``test`` for this
+    # data): saved in the fold's folder (predictor.pt), it predicts a new test table without training again
+    # (``--predict-only``, or a run whose test files changed). None: the fold can only be retrained
+    predictor: Any = None
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -252,3 +256,11 @@ class Competition:
 
     def score(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return self.metric(y_true, y_pred)
+
+    def test_paths(self) -> list[str]:
+        """Files and folders of the data folder that hold only what is predicted: the test table, the test images,
+        the sample submission (default: the adapter's ``test_file``, ``test_dir`` and ``sample_file``). The folds'
+        fingerprint leaves them out: when only they change (a code competition swaps in its hidden test set),
+        finished folds are kept and their saved models predict the new test rows."""
+        names = [getattr(self, name, None) for name in ("test_file", "test_dir", "sample_file")]
+        return [str(n) for n in names if n] or ["test.csv", "sample_submission.csv"]

@@ -40,14 +40,19 @@ def file_identity(path) -> dict | None:
     return {"path": str(path), "missing": True}
 
 
-def data_fingerprint(data_dir) -> dict:
-    """Every file under the data folder by relative name, size and modification time, as one hash."""
+def data_fingerprint(data_dir, exclude=()) -> dict:
+    """Every file under the data folder by relative name, size and modification time, as one hash; ``exclude``:
+    files or folders (relative names) left out, the test files (:func:`test_identity` covers them)."""
     root = Path(data_dir)
+    left_out = {Path(p).as_posix().strip("/") for p in exclude}
     h, n_files, n_bytes = hashlib.sha1(), 0, 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
             if name.startswith("."):
+                continue
+            parts = Path(os.path.relpath(os.path.join(dirpath, name), root)).parts
+            if any("/".join(parts[:k]) in left_out for k in range(1, len(parts) + 1)):
                 continue
             n_files += 1
             if n_files > MAX_DATA_FILES:
@@ -57,6 +62,13 @@ def data_fingerprint(data_dir) -> dict:
             rel = os.path.relpath(os.path.join(dirpath, name), root)
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return {"files": n_files, "bytes": n_bytes, "sha1": h.hexdigest()[:16]}
+
+
+def test_identity(data_dir, paths) -> str:
+    """One hash of the test files (``paths``, relative to the data folder: files or folders) by name, size and
+    modification time: a fold records it, and a finished fold made for other test files predicts them again."""
+    root = Path(data_dir)
+    return digest({p: file_identity(root / p) for p in sorted(paths)}, 12)
 
 
 @functools.lru_cache(maxsize=1)

@@ -74,6 +74,23 @@ def load_npy(path):
     return np.load(path, allow_pickle=False)
 
 
+def save_object(path, obj: Any) -> Path:
+    """A fitted object (a fold's predictor, a blend) pickled by ``torch.save`` (tensors of any device), atomically."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_object(path) -> Any:
+    """What :func:`save_object` saved, its tensors on the CPU (a model moves to its device when it predicts).
+    It unpickles code: load only folders your own runs wrote."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def _to_jsonable(obj: Any):
     """numpy scalars/arrays and paths, which ``json`` refuses, as plain Python values."""
     if hasattr(obj, "tolist"):

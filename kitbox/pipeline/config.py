@@ -66,6 +66,11 @@ class RunConfig:
                                        "fold also trains on the test rows its own models predicted with at least "
                                        "this probability (e.g. 0.95); the round with the better honest CV makes the "
                                        "submission", "CONFIDENCE", type=float)
+    predict_only: bool = _flag(False, "--predict-only", "train nothing: the saved models of a finished run (--models) "
+                               "predict this data's test files and write the checked submission (Kaggle code "
+                               "competitions: the hidden test set, internet off)")
+    models: str | None = _flag(None, "--models", "with --predict-only: the run folder whose saved models predict "
+                               "(default: --run-dir, else runs/SLUG), or one of its blends/HASH folders", "RUN_DIR")
     seed: int = _flag(42, "--seed", "the seed of the folds and of every recipe (default 42)", "N", type=int)
     quick: bool = _flag(False, "--quick", "short training, for a smoke test (its own run folders)")
     run_dir: str | None = _flag(None, "--run-dir", "run folder (default: runs/SLUG, runs/SLUG-sample on the "

@@ -47,6 +47,9 @@ class RecipePlan:
     # same snapshot, so a rank never skips a fold that rank 0 has just saved and falls out of step
     done_before: set | None = None
     pseudo: object | None = None  # kitbox.pipeline.pseudo.PseudoRows: each fold's extra training rows and labels
+    # the identity of the test files (kitbox.io.fingerprint.test_identity), which the folder's hash leaves out: a
+    # finished fold made for other test files predicts the new ones with its saved model, or trains again
+    test_files: str | None = None
 
     def finished_before(self, fold) -> bool:
         return is_done(self.config_dir, fold) if self.done_before is None else fold in self.done_before
@@ -98,22 +101,68 @@ def fold_context(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionDat
         train_idx = np.concatenate([train_idx, plan.pseudo.rows.get(fold, np.array([], dtype=np.int64))])
         y = plan.pseudo.targets(fold, y)
     fdir = plan.config_dir / fold_name(fold)
+    # caches of features that cover the test rows (TF-IDF, sentence vectors, the language model) per test files
+    shared = plan.config_dir / ("shared" if plan.test_files is None else f"shared-{plan.test_files}")
     return FoldContext(fold=fold, train_idx=train_idx, valid_idx=valid_idx, data=data, y=y, fold_dir=fdir,
-                       shared_dir=plan.config_dir / "shared", cache_dir=plan.cache_dir or plan.config_dir / "shared",
+                       shared_dir=shared, cache_dir=plan.cache_dir or shared,
                        seed=seed, options=plan.options, settings=settings,
                        inputs={dep: d / fold_name(fold) for dep, d in plan.needs.items()},
                        scored_info=dict(scored_info or {}))
 
 
+def test_is_current(plan: RecipePlan, fold) -> bool:
+    """Whether a finished fold's test prediction is of this run's test files (always, where they are not tracked)."""
+    if plan.test_files is None:
+        return True
+    return read_json(plan.config_dir / fold_name(fold) / "done.json").get("test_files") == plan.test_files
+
+
+def predictor_path(config_dir, fold) -> Path:
+    return Path(config_dir) / fold_name(fold) / "predictor.pt"
+
+
+def load_predictor(config_dir, fold, device: str | None = None):
+    """A finished fold's saved model (its ``predict(data)`` gives the prediction of ``data.test``)."""
+    from kitbox.io.runs import load_object
+
+    predictor = load_object(predictor_path(config_dir, fold))
+    if hasattr(predictor, "device"):
+        predictor.device = device  # where this run predicts, not where the fold trained
+    return predictor
+
+
+def _repredicted(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionData, settings: RunSettings,
+                 log) -> FinishedFold:
+    """A finished fold made for other test files, with its test prediction made again by its saved model."""
+    finished = load_fold(plan.config_dir, fold, folds)
+    start = time.time()
+    test = np.asarray(load_predictor(plan.config_dir, fold, settings.device).predict(data))
+    _checked(FoldPredictions(oof=finished.oof, test=test), plan.name, fold, len(finished.oof), len(data.test))
+    fdir = plan.config_dir / fold_name(fold)
+    save_npy(fdir / "test.npy", test)
+    (fdir / "test_final.npy").unlink(missing_ok=True)
+    done = read_json(fdir / "done.json")
+    write_json(fdir / "done.json", {**done, "test_files": plan.test_files})
+    log(f"[{plan.name}] {fold_name(fold)}: the test files changed; its saved model predicted them "
+        f"({time.time() - start:.1f} s, no training)")
+    finished.test = test
+    return finished
+
+
 def run_fold(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionData, y: np.ndarray, metric: Metric,
              seed: int = 42, settings: RunSettings = RunSettings(), scored_info: dict | None = None,
-             save: bool = True) -> FinishedFold:
-    """Train one recipe on one fold (or the refit) and save its predictions; a finished fold is loaded instead.
+             save: bool = True, log=print) -> FinishedFold:
+    """Train one recipe on one fold (or the refit) and save its predictions and its model; a finished fold is
+    loaded instead (its saved model predicts test again when the test files changed; without one it retrains).
 
     ``save=False`` trains without writing: under torchrun every rank trains, only rank 0 saves.
     """
     if plan.finished_before(fold):
-        return load_fold(plan.config_dir, fold, folds)
+        if test_is_current(plan, fold):
+            return load_fold(plan.config_dir, fold, folds)
+        if predictor_path(plan.config_dir, fold).exists():
+            return _repredicted(plan, fold, folds, data, settings, log)
+        log(f"[{plan.name}] {fold_name(fold)}: the test files changed and the fold saved no model; it trains again")
     ctx = fold_context(plan, fold, folds, data, y, seed, settings, scored_info)
     if save:
         ctx.fold_dir.mkdir(parents=True, exist_ok=True)
@@ -141,8 +190,15 @@ def run_fold(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionData, y
         save_npy(fdir / "test.npy", test_pred)
         if snaps:
             save_npy(fdir / "test_final.npy", test)  # the last model alone, to compare with the snapshot mean
-        write_json(fdir / "done.json", {"recipe": plan.name, "fold": fold, "score": score, "seconds": seconds,
-                                        "n_train": len(ctx.train_idx), "n_valid": len(ctx.valid_idx), "info": info})
+        if result.predictor is not None:
+            from kitbox.io.runs import save_object
+
+            save_object(fdir / "predictor.pt", result.predictor)
+        record = {"recipe": plan.name, "fold": fold, "score": score, "seconds": seconds,
+                  "n_train": len(ctx.train_idx), "n_valid": len(ctx.valid_idx), "info": info}
+        if plan.test_files is not None:
+            record["test_files"] = plan.test_files
+        write_json(fdir / "done.json", record)
     return finished
 
 
@@ -196,11 +252,13 @@ def train_recipe(plan: RecipePlan, folds: np.ndarray, data: CompetitionData, y, 
     finished, missing = {}, []
     for fold in range(n_folds):
         tag = f"[{plan.name}] fold {fold + 1}/{n_folds}"
-        if plan.finished_before(fold):
+        if plan.finished_before(fold) and test_is_current(plan, fold):
             finished[fold] = load_fold(plan.config_dir, fold, folds)
             log(f"{tag}  {metric.name} {finished[fold].score:.5f}  (finished earlier, reused)")
+        elif plan.finished_before(fold) and predictor_path(plan.config_dir, fold).exists():
+            finished[fold] = _repredicted(plan, fold, folds, data, settings, log)
         elif fold in wanted:
-            rec = finished[fold] = run_fold(plan, fold, folds, data, y, metric, seed, settings, save=save)
+            rec = finished[fold] = run_fold(plan, fold, folds, data, y, metric, seed, settings, save=save, log=log)
             log(f"{tag}  {metric.name} {rec.score:.5f}  ({rec.seconds:.1f} s)")
         else:
             missing.append(fold)
@@ -209,7 +267,7 @@ def train_recipe(plan: RecipePlan, folds: np.ndarray, data: CompetitionData, y, 
     if refit and not missing and (only_folds is None or plan.finished_before("refit")):
         reused = plan.finished_before("refit")
         scored_info = {k: rec.info for k, rec in finished.items()}
-        result.refit = run_fold(plan, "refit", folds, data, y, metric, seed, settings, scored_info, save=save)
+        result.refit = run_fold(plan, "refit", folds, data, y, metric, seed, settings, scored_info, save=save, log=log)
         log(f"[{plan.name}] refit on all {len(folds)} rows for test  "
             f"({'finished earlier, reused' if reused else f'{result.refit.seconds:.1f} s'})")
     elif refit:

@@ -25,7 +25,7 @@ from kitbox.pipeline.config import RunConfig
 from kitbox.adapt.options import resolve_options
 from kitbox.errors import InputError
 from kitbox.io.kaggle import find_data, output_dir
-from kitbox.io.runs import append_ledger, save_npy, write_json
+from kitbox.io.runs import append_ledger, save_npy, save_object, write_json
 
 log_ = logging.getLogger("kitbox")
 
@@ -197,7 +197,9 @@ def prepare(competition, data=None, config: RunConfig | None = None, *, main_ran
         selected = {f"{n}_from_scratch" if r.pretrained else n: r for n, r in selected.items()}
     run_dir = Path(config.run_dir) if config.run_dir else output_dir() / "runs" / (comp.slug + ("-sample" if loaded.is_sample else ""))
     plans = _plans(comp, loaded, selected, config.options, settings, seed, fold_ids, run_dir,
-                   fingerprint.data_fingerprint(data_dir))
+                   fingerprint.data_fingerprint(data_dir, exclude=comp.test_paths()))
+    for rp in plans.values():
+        rp.test_files = fingerprint.test_identity(data_dir, comp.test_paths())
     for plan in plans.values():
         if plan.recipe.preflight is not None:
             plan.recipe.preflight(loaded, settings, plan.options)
@@ -307,7 +309,7 @@ def blend(plan: Plan, results: dict[str, cv.RecipeFolds]) -> dict:
         "score": float(metric(y, comp.apply(blended, decided))),  # in-sample: weights and decisions chosen on these rows
         "score_honest": float(metric(y, honest_pred)),
         "single_scores": single, "decided": decided, "rows": int(rows.sum()), "held_out": fitted.held_out,
-        "test": ensemble.apply_blend(fitted, tests), "oof": blended,
+        "test": ensemble.apply_blend(fitted, tests), "oof": blended, "fitted": fitted,
     }
 
 
@@ -335,12 +337,31 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     rules = submission_rules(comp, plan.data)
     out = Path(out) if out else output_dir() / f"submission-{comp.slug}.csv"
     written = write_checked(table, [blend_dir / "submission.csv", out], plan.data, rules, type(comp).__name__)
-    report.blend = {k: v for k, v in blended.items() if k not in ("test", "oof")}
+    if "fitted" in blended:  # what --predict-only needs to make this submission again from the saved models
+        save_object(blend_dir / "blend.pt", saved_blend(plan, {n: results[n] for n in names}, blended))
+        record_submission(plan.run_dir, blend_dir)
+    report.blend = {k: v for k, v in blended.items() if k not in ("test", "oof", "fitted")}
     report.blend["recipes"] = names
     report.submission, report.blend_dir = written[-1], blend_dir
     report.warnings = degenerate_warnings(written[-1], plan.data, metric, rules)
     cv.plot_cv(report.recipes, metric, blend_dir / "cv_scores.png", blended["score"])
     return _finish(plan, report, blend_dir)
+
+
+def saved_blend(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict) -> dict:
+    """How the submission is made from the recipes' saved models: the fitted blend, the decisions, and per recipe
+    its configuration folder (relative to the run folder, which may move: a Kaggle dataset) and the folds whose
+    models predict test (the refit, or every finished fold)."""
+    return {"competition": plan.competition.slug, "fitted": blended["fitted"], "decided": blended["decided"],
+            "rank": plan.metric.name in ensemble.RANK_METRICS,
+            "recipes": {n: {"config": plan.recipes[n].config_dir.relative_to(plan.run_dir).as_posix(),
+                            "folds": ["refit"] if res.refit is not None else sorted(res.finished)}
+                        for n, res in results.items()}}
+
+
+def record_submission(run_dir: Path, blend_dir: Path) -> None:
+    """Name the blend that made the run's submission (``--predict-only`` makes it again)."""
+    write_json(Path(run_dir) / "submission.json", {"blend": Path(blend_dir).name})
 
 
 def _blend_key(plan: Plan, res: cv.RecipeFolds) -> str:
@@ -440,6 +461,10 @@ def run(competition, data=None, config: RunConfig | None = None, *, log: Callabl
     them all at once, and keywords change it.
     """
     config = RunConfig.of(config, data=data, **settings)
+    if config.predict_only:
+        from kitbox.pipeline.predict import predict_only
+
+        return predict_only(competition, config, log=log)
     rank, joined = _join_torchrun()
     plan = prepare(competition, config=config, main_rank=rank == 0, log=log if rank == 0 else _quiet)
     if config.pseudo_label is None and plan.competition.pseudo_label is not None:  # the adapter's default
@@ -500,6 +525,7 @@ def pseudo_round(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict, 
               "first_submission": report.blend_dir / "submission.csv", "pseudo_submission": own}
     report.pseudo = report2.pseudo = rounds
     if not wins:
+        record_submission(plan.run_dir, report.blend_dir)  # the first round's blend made the submission
         report.notes += [note, verdict]
         report.seconds = time.time() - plan.started  # both rounds
         return report

@@ -65,7 +65,6 @@ def unet(ctx: FoldContext) -> FoldPredictions:
     opts, data, settings = ctx.options, ctx.data, ctx.settings
     size, shape = _size(ctx), tuple(data.extra["mask_shape"])
     train_x = image_tensor(data.train["path"], size)
-    test_x = image_tensor(data.test["path"], size)
     fit_idx, valid_idx = ctx.train_idx, ctx.valid_idx
     seed_everything(ctx.seed)  # the decoder's initial weights come from the seed, not from what ran before
     classes = ctx.y.shape[1] if np.ndim(ctx.y) == 4 else 1  # (images, classes, H, W): a sigmoid per class
@@ -89,4 +88,25 @@ def unet(ctx: FoldContext) -> FoldPredictions:
     info = {"size": size, "weights": model.weights_source}
     if len(valid_idx) and opts.tta:
         info["dice_without_tta"] = dice(ctx.y[valid_idx], predict_masks(learn, train_x[valid_idx], shape, False))
-    return FoldPredictions(oof=oof.astype(np.float32), test=predict_masks(learn, test_x, shape, opts.tta), info=info)
+    predictor = UNetPredictor(learn.model, learn.task, size, opts.tta, settings.device)
+    return FoldPredictions(oof=oof.astype(np.float32), test=predictor.predict(data), info=info, predictor=predictor)
+
+
+@dataclass
+class UNetPredictor:
+    """A fold's trained U-Net, the side its images are resized to and whether it flips (TTA): ``predict(data)``
+    is its mask probabilities for ``data.test``'s images, at the masks' shape."""
+
+    model: object
+    task: object  # kitbox.vision.segmentation.MaskTask
+    size: int
+    tta: bool
+    device: str | None = None
+
+    def predict(self, data) -> np.ndarray:
+        from kitbox.training.learner import predicting
+        from kitbox.vision.segmentation import image_tensor, predict_masks
+
+        learn = predicting(self.model, self.task, self.device)
+        return predict_masks(learn, image_tensor(data.test["path"], self.size), tuple(data.extra["mask_shape"]),
+                             self.tta)

@@ -7,7 +7,7 @@ folds found by early stopping, and the network repeats its fold schedule.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 import numpy as np
@@ -35,10 +35,15 @@ def model_target(ctx: FoldContext) -> np.ndarray:
 def original_scale(ctx: FoldContext, pred: np.ndarray) -> np.ndarray:
     """Predictions as the metric sees them: expm1 of a log target; class probabilities summing to 1 in float64
     (a float32 softmax is off by 1e-7, which scikit-learn's log loss flags)."""
+    return data_scale(ctx.data, pred)
+
+
+def data_scale(data, pred: np.ndarray) -> np.ndarray:
+    """:func:`original_scale` for the task and ``log_target`` of ``data`` (a saved model predicting new data)."""
     pred = np.asarray(pred, dtype=np.float64)
-    if ctx.data.task == "regression" and ctx.data.extra.get("log_target"):
+    if data.task == "regression" and data.extra.get("log_target"):
         return np.expm1(pred)
-    if ctx.data.task == "multiclass":
+    if data.task == "multiclass":
         return pred / pred.sum(axis=1, keepdims=True)
     return pred
 
@@ -117,54 +122,91 @@ def _statistics_columns(opts: LightGBMOptions) -> list[str]:
     return columns + ([*opts.trend.keys, opts.trend.time] if opts.trend else [])
 
 
-def _fold_statistics(ctx: FoldContext, y_fit: np.ndarray, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
-    """The options' per-group statistics, from this fold's training rows only (``frames[0]``), as columns for
-    each of ``frames``."""
-    from kitbox.tabular.features import group_statistics, group_trend
+def _fold_statistics(ctx: FoldContext, y_fit: np.ndarray, train: pd.DataFrame) -> list:
+    """The options' per-group statistics, fitted on this fold's training rows only (``train``): tables whose
+    ``transform`` gives their columns for any frame."""
+    from kitbox.tabular.features import GroupStatistics, GroupTrendTable
 
-    opts, train = ctx.options, frames[0]
-    blocks = [[] for _ in frames]
+    opts, found = ctx.options, []
     if opts.group_stats:
         values = {"y": y_fit[ctx.train_idx]}
         values.update({c: train[c].to_numpy(np.float64) for c in opts.stats_of})
-        for block, stats in zip(blocks, group_statistics(train, values, opts.group_stats, frames)):
-            block.append(stats)
+        found.append(GroupStatistics(train, values, opts.group_stats))
     if opts.trend:
-        found = group_trend(train, y_fit[ctx.train_idx], list(opts.trend.keys), opts.trend.time, frames, opts.recent)
-        for block, stats in zip(blocks, found):
-            block.append(stats)
-    return [pd.concat(block, axis=1) if block else pd.DataFrame(index=f.index) for block, f in zip(blocks, frames)]
+        found.append(GroupTrendTable(train, y_fit[ctx.train_idx], list(opts.trend.keys), opts.trend.time, opts.recent))
+    return found
+
+
+@dataclass
+class GBMFeatures:
+    """How a fold turns a table into LightGBM's float32 matrix: category codes (levels of its training rows), the
+    continuous columns, its fitted statistics and the learned embeddings. Fitted once, applied to any frame with
+    the columns: the fold's rows, test, or a later test table (a saved model, ``--predict-only``)."""
+
+    levels: dict[str, list]
+    cont: list[str]
+    statistics: list  # GroupStatistics / GroupTrendTable fitted on the fold's training rows
+    embeddings: object | None = None  # EmbeddingColumns: the network's vectors of wide categorical columns
+    categorical: list[int] = field(default_factory=list)  # positions LightGBM splits as categories ("native")
+
+    def blocks(self, df: pd.DataFrame) -> list[pd.DataFrame]:
+        from kitbox.tabular.gbm import gbm_frame
+
+        blocks = [gbm_frame(df, self.levels, self.cont)] + [s.transform(df).set_axis(df.index) for s in self.statistics]
+        return blocks + ([] if self.embeddings is None else [self.embeddings(df)])
+
+    def matrix(self, df: pd.DataFrame) -> np.ndarray:
+        from kitbox.tabular.gbm import stack_columns
+
+        return stack_columns(self.blocks(df))
+
+    def names(self, df: pd.DataFrame) -> list[str]:
+        return [c for block in self.blocks(df.iloc[:1]) for c in block.columns]
 
 
 @dataclass
 class GBMInputs:
-    """A fold's LightGBM inputs: float32 matrices of the same columns for its training, validation and test rows."""
+    """A fold's LightGBM inputs: its features and the float32 matrices of its training and validation rows
+    (``test``: the same columns for the test rows, computed when asked for)."""
 
+    features: GBMFeatures
     names: list[str]
-    categorical: list[int]  # positions LightGBM splits as categories ("native"); empty: codes as numbers
     train: np.ndarray
     valid: np.ndarray
-    test: np.ndarray
+    test_frame: pd.DataFrame
+
+    @property
+    def categorical(self) -> list[int]:
+        return self.features.categorical
+
+    @property
+    def test(self) -> np.ndarray:
+        return self.features.matrix(self.test_frame)
 
 
 def _gbm_inputs(ctx: FoldContext, y_fit: np.ndarray, embeddings=None) -> GBMInputs:
     """Codes and values of the data's columns, the fold statistics and the learned embeddings, as matrices."""
-    from kitbox.tabular.gbm import category_levels, gbm_frame, stack_columns
+    from kitbox.tabular.gbm import category_levels
 
     data, opts = ctx.data, ctx.options
     cat, cont = _columns(data, "lightgbm")
     cont = cont + [c for c in opts.extra_cont if c not in cont]
     needed = list(dict.fromkeys(cat + cont + _statistics_columns(opts)))
-    rows = [_rows(data.train, ctx.train_idx, needed), _rows(data.train, ctx.valid_idx, needed), data.test]
-    levels = category_levels(rows[0], cat)
-    matrices = []
-    for df, more in zip(rows, _fold_statistics(ctx, y_fit, rows)):  # one set at a time: its blocks, then its matrix
-        blocks = [gbm_frame(df, levels, cont), more.set_axis(df.index)]
-        blocks += [] if embeddings is None else [embeddings(df)]
-        matrices.append(stack_columns(blocks))
-    names = [c for block in blocks for c in block.columns]
-    categorical = list(range(len(cat))) if opts.categorical == "native" else []
-    return GBMInputs(names, categorical, *matrices)
+    train, valid = _rows(data.train, ctx.train_idx, needed), _rows(data.train, ctx.valid_idx, needed)
+    features = GBMFeatures(category_levels(train, cat), cont, _fold_statistics(ctx, y_fit, train), embeddings,
+                           list(range(len(cat))) if opts.categorical == "native" else [])
+    return GBMInputs(features, features.names(train), features.matrix(train), features.matrix(valid), data.test)
+
+
+@dataclass
+class LightGBMPredictor:
+    """A fold's boosters and the features they read: ``predict(data)`` is its prediction of ``data.test``."""
+
+    features: GBMFeatures
+    boosters: list
+
+    def predict(self, data) -> np.ndarray:
+        return data_scale(data, _predict(self.boosters, self.features.matrix(data.test)))
 
 
 def _refit_rounds(ctx: FoldContext) -> list[int]:
@@ -248,7 +290,8 @@ def _lightgbm(ctx: FoldContext, embeddings=None) -> FoldPredictions:
     chosen = _inner_rounds(ctx, y_fit, embeddings) if inner else None
     x = _gbm_inputs(ctx, y_fit, embeddings)
     boosters, rounds = _boost(ctx, x, y_fit, chosen)
-    test = original_scale(ctx, _predict(boosters, x.test))
+    predictor = LightGBMPredictor(x.features, boosters)
+    test = predictor.predict(ctx.data)
     oof = _refit_empty(test) if ctx.is_refit else original_scale(ctx, _predict(boosters, x.valid))
     found = "early stopping on inner training rows" if inner else "early stopping"
     info = {"rounds": rounds[0] if len(rounds) == 1 else rounds, "train_rows": len(ctx.train_idx),
@@ -260,7 +303,7 @@ def _lightgbm(ctx: FoldContext, embeddings=None) -> FoldPredictions:
         shuffled = permutation_importance(boosters[0], x.valid, y_fit[ctx.valid_idx], x.names, ctx.data.task,
                                           seed=ctx.seed, max_rows=200 if ctx.quick else 2000)
         info["importance"] = {k: round(v, 6) for k, v in list(shuffled.items())[:15]}
-    return FoldPredictions(oof=oof, test=test, info=info)
+    return FoldPredictions(oof=oof, test=test, info=info, predictor=predictor)
 
 
 @recipe(options=LightGBMOptions, preflight=_check_lightgbm)
@@ -269,25 +312,34 @@ def lightgbm(ctx: FoldContext) -> FoldPredictions:
     return _lightgbm(ctx)
 
 
-def _embedding_columns(ctx: FoldContext):
-    """A function adding the entity-embedding network's learned vectors (of this same fold, or of its refit) for the
-    categorical columns with more than ``embed_above`` values: an ordinal code says least where there are many."""
-    from kitbox.tabular.model import add_embeddings, load_embeddings
+@dataclass
+class EmbeddingColumns:
+    """The entity-embedding network's learned vectors (of one fold, or of its refit) for the categorical columns
+    with more than ``embed_above`` values, as columns of any frame: an ordinal code says least where there are many."""
+
+    processor: object  # kitbox.tabular.processor.TabularProcessor of the network's fold
+    tables: dict[str, pd.DataFrame]
+    wide: list[str]
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        from kitbox.tabular.model import add_embeddings
+
+        x_cat, _ = self.processor.transform(df)
+        return add_embeddings(x_cat, self.tables, columns=self.wide, dtype=np.float32).set_axis(df.index)
+
+
+def _embedding_columns(ctx: FoldContext) -> EmbeddingColumns:
+    """The :class:`EmbeddingColumns` of ``ctx.inputs["entity_embedding"]``, the network's folder for this fold."""
+    from kitbox.tabular.model import load_embeddings
     from kitbox.tabular.processor import TabularProcessor
 
     folder = ctx.inputs["entity_embedding"]
     if not (folder / "embeddings.json").exists():
         raise InputError(f"lightgbm_embeddings reads {folder / 'embeddings.json'}, which the entity_embedding recipe "
                          "writes: run that recipe first (it is listed in this recipe's needs)")
-    processor = TabularProcessor.load(folder / "processor.json")
     tables = load_embeddings(folder / "embeddings.json")
     wide = [name for name, table in tables.items() if len(table) > ctx.options.embed_above]
-
-    def columns(df: pd.DataFrame) -> pd.DataFrame:
-        x_cat, _ = processor.transform(df)
-        return add_embeddings(x_cat, tables, columns=wide, dtype=np.float32).set_axis(df.index)
-
-    return columns
+    return EmbeddingColumns(TabularProcessor.load(folder / "processor.json"), tables, wide)
 
 
 @recipe(options=LightGBMOptions, needs=("entity_embedding",), preflight=_check_lightgbm)
@@ -363,6 +415,23 @@ def _fit_network(ctx: FoldContext, y_fit: np.ndarray):
     return learn, processor, info
 
 
+@dataclass
+class NetworkPredictor:
+    """A fold's input processor and trained network: ``predict(data)`` is its prediction of ``data.test``."""
+
+    processor: object  # kitbox.tabular.processor.TabularProcessor
+    model: object  # kitbox.tabular.model.TabularModel
+    task: object  # kitbox.training.tasks.Task
+    device: str | None = None
+
+    def predict(self, data) -> np.ndarray:
+        from kitbox.tabular.training import prediction_loader
+        from kitbox.training.learner import predicting
+
+        learn = predicting(self.model, self.task, self.device)
+        return data_scale(data, learn.predict(prediction_loader(self.processor, data.test)))
+
+
 @recipe(options=EntityEmbeddingOptions, preflight=_check_entity_embedding)
 def entity_embedding(ctx: FoldContext) -> FoldPredictions:
     """fast.ai's entity-embedding MLP (Guo & Berkhahn 2016) for any task, one-cycle; saves its learned embeddings
@@ -373,9 +442,10 @@ def entity_embedding(ctx: FoldContext) -> FoldPredictions:
     y_fit = model_target(ctx)
     learn, processor, info = _fit_network(ctx, y_fit)
     save_embeddings(embedding_frames(learn.model, processor), ctx.fold_dir / "embeddings.json")
-    test = original_scale(ctx, learn.predict(prediction_loader(processor, ctx.data.test)))
+    predictor = NetworkPredictor(processor, learn.model, learn.task, ctx.settings.device)
+    test = predictor.predict(ctx.data)
     if ctx.is_refit:
-        return FoldPredictions(oof=_refit_empty(test), test=test, info=info)
+        return FoldPredictions(oof=_refit_empty(test), test=test, info=info, predictor=predictor)
     valid = _rows(ctx.data.train, ctx.valid_idx, processor.cat_names + processor.cont_names)
     oof = original_scale(ctx, learn.predict(prediction_loader(processor, valid)))
-    return FoldPredictions(oof=oof, test=test, info=info)
+    return FoldPredictions(oof=oof, test=test, info=info, predictor=predictor)

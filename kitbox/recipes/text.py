@@ -92,19 +92,23 @@ def text_info(stats) -> dict:
 
 
 def cached_features(folder: Path, compute) -> tuple:
-    """(train, test) feature matrices computed once per configuration by ``compute()`` -> (train, test, info) and
-    kept in ``folder`` (dense .npy or sparse .npz); done.json, written last, marks them complete."""
+    """(train, test, featurizer): feature matrices computed once per configuration by ``compute()`` -> (train, test,
+    info) or (train, test, info, featurizer) and kept in ``folder`` (dense .npy or sparse .npz; the featurizer,
+    whose ``transform(texts)`` gives the same features for new texts, as featurizer.pt, else None); done.json,
+    written last, marks them complete."""
     from scipy import sparse
 
-    from kitbox.io.runs import load_npy, read_json, save_npy, write_json
+    from kitbox.io.runs import load_npy, load_object, read_json, save_npy, save_object, write_json
 
     folder = Path(folder)
     if (folder / "done.json").exists():
+        featurizer = load_object(folder / "featurizer.pt") if (folder / "featurizer.pt").exists() else None
         if read_json(folder / "done.json")["sparse"]:
-            return sparse.load_npz(folder / "train.npz"), sparse.load_npz(folder / "test.npz")
-        return load_npy(folder / "train.npy"), load_npy(folder / "test.npy")
+            return sparse.load_npz(folder / "train.npz"), sparse.load_npz(folder / "test.npz"), featurizer
+        return load_npy(folder / "train.npy"), load_npy(folder / "test.npy"), featurizer
     with one_time_work():
-        train, test, info = compute()
+        train, test, info, *rest = compute()
+    featurizer = rest[0] if rest else None
     folder.mkdir(parents=True, exist_ok=True)
     is_sparse = sparse.issparse(train)
     for name, matrix in (("train", train), ("test", test)):
@@ -114,8 +118,76 @@ def cached_features(folder: Path, compute) -> tuple:
             tmp.replace(folder / f"{name}.npz")
         else:
             save_npy(folder / f"{name}.npy", matrix)
+    if featurizer is not None:
+        save_object(folder / "featurizer.pt", featurizer)
     write_json(folder / "done.json", {"sparse": is_sparse, "shape": [int(d) for d in train.shape], **info})
-    return train, test
+    return train, test, featurizer
+
+
+@dataclass
+class LinearTextPredictor:
+    """A fold's linear head and the featurizer of its texts: ``predict(data)`` is its prediction of ``data.test``."""
+
+    featurizer: object  # .transform(texts) -> the features the head was fitted on
+    head: LinearHead
+    columns: list[str]  # the text columns, joined as in training
+
+    def predict(self, data) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
+        x = self.featurizer.transform(joined_texts(data.test, self.columns, FIELD_SEP, "test"))
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self.head.predict(x)
+
+
+class TransformerIds:
+    """Texts -> word-piece ids as the fold's transformer read them: its tokenizer, cut to its ``max_length``."""
+
+    def __init__(self, tokenizer, cap: int, max_length: int):
+        self.tokenizer, self.cap, self.max_length = tokenizer, cap, max_length
+
+    def __call__(self, texts: list) -> list[list[int]]:
+        from kitbox.text.transformer import encode_texts
+
+        m = self.max_length
+        return [r if len(r) <= m else r[: m - 1] + r[-1:] for r in encode_texts(self.tokenizer, texts, self.cap)]
+
+
+class UlmfitIds:
+    """Texts -> token ids as the fold's ULMFiT classifier read them: its tokenizer and the LM's vocabulary."""
+
+    def __init__(self, max_tokens: int, vocab):
+        self.max_tokens, self.vocab = max_tokens, vocab
+
+    def __call__(self, texts: list) -> list[list[int]]:
+        from kitbox.text.tokenizer import Tokenizer
+
+        return [self.vocab.numericalize(t) for t in Tokenizer(max_tokens=self.max_tokens)(texts)]
+
+
+@dataclass
+class SequencePredictor:
+    """A fold's fine-tuned text models (one per seed, predictions averaged) and how its texts become their inputs:
+    ``predict(data)`` is its prediction of ``data.test``."""
+
+    ids: object  # TransformerIds / UlmfitIds
+    models: list
+    task: object  # kitbox.training.tasks.Task
+    scale: TargetScale
+    loader: dict  # BucketLoader's batch_size, pad_id and mode
+    columns: list[str]
+    sep: str
+    device: str | None = None
+
+    def predict(self, data) -> np.ndarray:
+        from kitbox.text.data import BucketLoader
+        from kitbox.training.learner import predicting
+
+        ids = self.ids(joined_texts(data.test, self.columns, self.sep, "test"))
+        loader = BucketLoader(ids, None, sort=True, **self.loader)
+        preds = [self.scale.restore(loader.unsort(predicting(m, self.task, self.device).predict(loader)))
+                 for m in self.models]
+        return np.mean(preds, 0)
 
 
 # ---------------------------------------------------------------------------------------------- pretrained models
@@ -152,8 +224,9 @@ def needs_pretrained(data, settings, options) -> None:
 # ---------------------------------------------------------------------------------------------- linear heads
 
 
-def linear_fold(ctx: FoldContext, x_train, x_valid, x_test, C: float | None) -> FoldPredictions:
-    """A :class:`LinearHead` fitted on the fold's training rows, predicting its validation rows and test."""
+def linear_fold(ctx: FoldContext, x_train, x_valid, x_test, C: float | None, featurizer=None) -> FoldPredictions:
+    """A :class:`LinearHead` fitted on the fold's training rows, predicting its validation rows and test; with the
+    ``featurizer`` of the texts, the fold's saved model (:class:`LinearTextPredictor`)."""
     from threadpoolctl import threadpool_limits
 
     task = ctx.task()
@@ -162,7 +235,8 @@ def linear_fold(ctx: FoldContext, x_train, x_valid, x_test, C: float | None) -> 
         head = LinearHead(task.kind, task.n_out, C, ctx.seed).fit(x_train, ctx.y[ctx.train_idx])
         test = head.predict(x_test)
         oof = head.predict(x_valid) if x_valid.shape[0] else empty_like_test(test)
-    return FoldPredictions(oof=oof, test=test, info={"C": head.chosen_C if C is None else C})
+    predictor = None if featurizer is None else LinearTextPredictor(featurizer, head, list(ctx.data.columns.text))
+    return FoldPredictions(oof=oof, test=test, info={"C": head.chosen_C if C is None else C}, predictor=predictor)
 
 
 # ---------------------------------------------------------------------------------------------- tfidf
@@ -178,9 +252,25 @@ class TfidfOptions:
     C: float | None = None  # inverse regularisation (ridge: alpha = 1/C); None: inner CV on the fold's training rows
 
 
+class TfidfFeaturizer:
+    """Fitted word and char n-gram TF-IDF vectorizers: ``transform(texts)`` gives their columns side by side."""
+
+    def __init__(self, words, chars):
+        for vectorizer in (words, chars):
+            vectorizer.stop_words_ = None  # every n-gram min_df / max_features dropped: megabytes, never read
+        self.words, self.chars = words, chars
+
+    def transform(self, texts: list):
+        from scipy import sparse
+
+        texts = [t or "" for t in texts]
+        return sparse.hstack([self.words.transform(texts), self.chars.transform(texts)]).tocsr()
+
+
 def tfidf_features(train_texts: list, test_texts: list, opts: TfidfOptions):
-    """Sparse TF-IDF matrices (train, test): word and char n-grams side by side, sublinear term frequencies.
-    The vocabulary and IDF come from every text (train + test, no labels), as the ULMFiT LM does."""
+    """Sparse TF-IDF matrices (train, test) and their :class:`TfidfFeaturizer`: word and char n-grams side by side,
+    sublinear term frequencies. The vocabulary and IDF come from every text (train + test, no labels), as the
+    ULMFiT LM does."""
     from scipy import sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -196,15 +286,20 @@ def tfidf_features(train_texts: list, test_texts: list, opts: TfidfOptions):
         raise InputError(f"tfidf: no n-gram survives (min_df={opts.min_df}, {len(texts)} texts): {err}. "
                          "Lower --set tfidf.min_df or check the text columns") from None
     n = len(train_texts)
-    return both[:n], both[n:]
+    return both[:n], both[n:], TfidfFeaturizer(words, chars)
 
 
 @recipe(options=TfidfOptions)
 def tfidf(ctx: FoldContext) -> FoldPredictions:
     """TF-IDF of word and character n-grams with a linear head: the cheap strong baseline of every text blend."""
     opts: TfidfOptions = ctx.options
-    x, x_test = cached_features(Path(ctx.shared_dir) / "tfidf", lambda: (*tfidf_features(*fold_texts(ctx), opts), {}))
-    result = linear_fold(ctx, x[ctx.train_idx], x[ctx.valid_idx], x_test, opts.C)
+
+    def compute():
+        x, x_test, featurizer = tfidf_features(*fold_texts(ctx), opts)
+        return x, x_test, {}, featurizer
+
+    x, x_test, featurizer = cached_features(Path(ctx.shared_dir) / "tfidf", compute)
+    result = linear_fold(ctx, x[ctx.train_idx], x[ctx.valid_idx], x_test, opts.C, featurizer)
     result.info["features"] = int(x.shape[1])
     return result
 
@@ -220,8 +315,32 @@ class SentenceVectorOptions:
     C: float | None = None  # the linear head's inverse regularisation; None: inner CV on the fold's training rows
 
 
+class SentenceEncoder:
+    """Texts -> sentence vectors of a frozen pretrained model (the folder it was read from; the packaged default
+    model is found again where it is installed): the featurizer of ``sentence_vectors``' saved folds."""
+
+    def __init__(self, path: Path, packaged: bool, max_length: int, batch_size: int):
+        self.path, self.packaged, self.max_length, self.batch_size = str(path), packaged, max_length, batch_size
+
+    def folder(self) -> Path:
+        if Path(self.path, "config.json").is_file():
+            return Path(self.path)
+        if self.packaged:
+            from kitbox.text.transformer import default_model_path
+
+            return default_model_path()
+        raise InputError(f"sentence_vectors' saved folds read the model folder {self.path}, which is not here: "
+                         "attach it at the same path (a Kaggle dataset), or retrain with --weights DIR")
+
+    def transform(self, texts: list) -> np.ndarray:
+        from kitbox.text.transformer import load_pretrained, sentence_embeddings
+
+        tokenizer, backbone = load_pretrained(self.folder())
+        return sentence_embeddings(tokenizer, backbone, list(texts), self.max_length, self.batch_size)
+
+
 def embed_texts(ctx: FoldContext, path: Path, opts: SentenceVectorOptions):
-    """(train, test, info): every text's sentence vector, test rows after train rows in one pass."""
+    """(train, test, info, encoder): every text's sentence vector, test rows after train rows in one pass."""
     from kitbox.text.tokenizer import TextStats
     from kitbox.text.transformer import load_pretrained, sentence_embeddings
 
@@ -231,7 +350,9 @@ def embed_texts(ctx: FoldContext, path: Path, opts: SentenceVectorOptions):
     vectors = sentence_embeddings(tokenizer, backbone, train_texts + test_texts, opts.max_length, opts.batch_size,
                                   ctx.settings.device, stats)
     n = len(train_texts)
-    return vectors[:n], vectors[n:], {"model": str(path), **text_info(stats)}
+    packaged = not opts.model and not ctx.settings.weights
+    encoder = SentenceEncoder(path, packaged, opts.max_length, opts.batch_size)
+    return vectors[:n], vectors[n:], {"model": str(path), **text_info(stats)}, encoder
 
 
 def frozen_model_preflight(data, settings, options) -> None:
@@ -248,8 +369,8 @@ def sentence_vectors(ctx: FoldContext) -> FoldPredictions:
     opts: SentenceVectorOptions = ctx.options
     path = pretrained_folder(ctx.settings, opts.model)
     # computed once per configuration, loaded by every fold
-    x, x_test = cached_features(Path(ctx.shared_dir) / "sentence_vectors", lambda: embed_texts(ctx, path, opts))
-    result = linear_fold(ctx, x[ctx.train_idx], x[ctx.valid_idx], x_test, opts.C)
+    x, x_test, encoder = cached_features(Path(ctx.shared_dir) / "sentence_vectors", lambda: embed_texts(ctx, path, opts))
+    result = linear_fold(ctx, x[ctx.train_idx], x[ctx.valid_idx], x_test, opts.C, encoder)
     result.info["model"] = str(path)
     return result
 
@@ -324,7 +445,7 @@ def transformer(ctx: FoldContext) -> FoldPredictions:
     valid_dl = (BucketLoader([ids[i] for i in ctx.valid_idx], None, 128, pad_id=pad, mode="mask", sort=True)
                 if len(ctx.valid_idx) else None)
     test_dl = BucketLoader(test_ids, None, 128, pad_id=pad, mode="mask", sort=True)
-    oofs, tests, groups = [], [], 0
+    oofs, tests, groups, models = [], [], 0, []
     for k in range(opts.seeds):
         if k:  # a fresh pretrained backbone for every seed
             tokenizer, backbone = _load_transformer(path, ctx.settings.from_scratch, opts.freeze_word_embeddings)
@@ -334,10 +455,14 @@ def transformer(ctx: FoldContext) -> FoldPredictions:
         tests.append(scale.restore(test_dl.unsort(learn.predict(test_dl))))
         if valid_dl is not None:
             oofs.append(scale.restore(valid_dl.unsort(learn.predict(valid_dl))))
+        models.append(learn.model)
     test = np.mean(tests, 0)
     oof = np.mean(oofs, 0) if oofs else empty_like_test(test)
     info = {"model": str(path), "groups": groups, "max_length": max_length, "seeds": opts.seeds, **text_info(stats)}
-    return FoldPredictions(oof=oof, test=test, info=info)
+    predictor = SequencePredictor(TransformerIds(tokenizer, cap, max_length), models, task, scale,
+                                  {"batch_size": 128, "pad_id": pad, "mode": "mask"}, list(ctx.data.columns.text),
+                                  FIELD_SEP, ctx.settings.device)
+    return FoldPredictions(oof=oof, test=test, info=info, predictor=predictor)
 
 
 def _fine_tune(ctx: FoldContext, backbone, train_dl, task, seed: int, k: int):
@@ -459,7 +584,10 @@ def ulmfit(ctx: FoldContext) -> FoldPredictions:
     info = {"schedule": "from scratch" if lm is None else opts.schedule, **text_info(stats)}
     if lm is not None:
         info.update(lm=lm.metrics, lm_trained_here=lm.trained_now)
-    return FoldPredictions(oof=oof, test=test, info=info)
+    predictor = SequencePredictor(UlmfitIds(opts.max_tokens, vocab), [learn.model], task, scale,
+                                  {"batch_size": 256, "pad_id": pad}, list(ctx.data.columns.text), " xxfld ",
+                                  ctx.settings.device)
+    return FoldPredictions(oof=oof, test=test, info=info, predictor=predictor)
 
 
 def _fit_classifier(ctx: FoldContext, model, train_dl, task):

@@ -27,10 +27,10 @@ from sklearn.preprocessing import StandardScaler
 from kitbox.adapt.contract import FoldContext, FoldPredictions, recipe
 from kitbox.errors import InputError
 from kitbox.recipes.linear import LinearHead
-from kitbox.training.learner import Learner
+from kitbox.training.learner import Learner, predicting
 from kitbox.vision.calibration import Calibration, class_prior, fit_calibration
 from kitbox.vision.data import DeviceImageLoader, ImageItems, image_loader
-from kitbox.vision.features import cached_features
+from kitbox.vision.features import cached_features, compute_features
 from kitbox.vision.finetune import head_predict, train_head, unfrozen_learner
 from kitbox.vision.models import SmallConvNet, WeightsNotFound, create_model, find_weights
 from kitbox.vision.transforms import (
@@ -198,22 +198,77 @@ def _with_labels(images, idx, y=None):
     return ImageItems(paths=sub.paths, pixels=sub.pixels, labels=None if y is None else y[idx], ids=sub.ids)
 
 
+# ---------------------------------------------------------------------------------------------- saved folds
+
+
+@dataclass
+class ProbePredictor:
+    """A fold's frozen backbones (each with the views its features are averaged over), scaler and linear head:
+    ``predict(data)`` is its prediction of ``data.test_images``."""
+
+    backbones: list  # (model, {view: transform}) per backbone
+    scaler: StandardScaler
+    head: LinearHead
+    device: str | None = None
+
+    def predict(self, data) -> np.ndarray:
+        blocks = [np.mean([compute_features(model, data.test_images, t, device=self.device).numpy()
+                           for t in views.values()], axis=0) for model, views in self.backbones]
+        return self.head.predict(self.scaler.transform(np.concatenate(blocks, 1)))
+
+
+@dataclass
+class HeadPredictor:
+    """A fold's pretrained backbone with its trained head, the views (plain, mirrored) its features are taken
+    through, and its calibration: ``predict(data)`` is its prediction of ``data.test_images``."""
+
+    model: torch.nn.Module
+    task: object
+    views: dict
+    calibration: Calibration
+    device: str | None = None
+
+    def predict(self, data) -> np.ndarray:
+        feats = [compute_features(self.model, data.test_images, t, device=self.device) for t in self.views.values()]
+        return self.calibration.apply(*[head_predict(self.model, f, self.task) for f in feats])
+
+
+@dataclass
+class TTAPredictor:
+    """A fold's trained network, its plain and TTA pipelines and their calibration (or TTA blend):
+    ``predict(data)`` is its prediction of ``data.test_images``."""
+
+    model: torch.nn.Module
+    task: object
+    plain: object  # the plain pass's pipeline
+    tta: list  # the augmented passes' pipelines
+    calibration: Calibration
+    batch_size: int = 64
+    device: str | None = None
+
+    def predict(self, data) -> np.ndarray:
+        learn = predicting(self.model, self.task, self.device)
+        passes = _tta_passes(learn, data.test_images, {"plain": self.plain, "tta": self.tta}, self.batch_size)
+        return self.calibration.apply(*passes)
+
+
 # ---------------------------------------------------------------------------------------------- linear probe
 
 
-def probe_features(data, archs: list[str], size: int, settings, cache_dir: Path) -> tuple[list, list, list]:
+def probe_features(data, archs: list[str], size: int, settings, cache_dir: Path) -> tuple[list, list, list, list]:
     """Per backbone: the mean of the plain and mirrored pooled features of the train rows and of the test rows,
-    cached in ``cache_dir``; and where each backbone's weights came from."""
-    blocks_train, blocks_test, sources = [], [], []
+    cached in ``cache_dir``; where each backbone's weights came from; and (backbone, views) for a saved fold."""
+    blocks_train, blocks_test, sources, backbones = [], [], [], []
     for i, arch in enumerate(archs):
         model = _backbone(arch, i == 0, 1, settings)
         sources.append(_weights_text(arch, model))
         views = _views(model, size)
+        backbones.append((model, views))
         for images, blocks in ((data.train_images, blocks_train), (data.test_images, blocks_test)):
             feats = [cached_features(model, images, t, cache_dir, f"{arch}-{v}{size}", device=settings.device).numpy()
                      for v, t in views.items()]
             blocks.append(np.mean(feats, axis=0))
-    return blocks_train, blocks_test, sources
+    return blocks_train, blocks_test, sources, backbones
 
 
 def _size(ctx: FoldContext, options) -> int:
@@ -222,12 +277,12 @@ def _size(ctx: FoldContext, options) -> int:
 
 def fit_probe(x_fit, y_fit, x_pred: list, kind: str, n_out: int, cs: list[float], inner: int, seed: int):
     """Standardised features -> :class:`LinearHead` (logistic regression, one per label for multi-label, or ridge),
-    C by warm-started inner CV on ``x_fit``'s rows. Returns the predictions for each array of ``x_pred`` and the
-    chosen C."""
+    C by warm-started inner CV on ``x_fit``'s rows. Returns the predictions for each array of ``x_pred``, the
+    chosen C, and the fitted (scaler, head)."""
     scaler = StandardScaler().fit(x_fit)
     head = LinearHead(kind, n_out, seed=seed, inner_folds=inner, cs=cs, warm_start=True)
     head.fit(scaler.transform(x_fit), y_fit)
-    return [head.predict(scaler.transform(x)) for x in x_pred], {"C": head.chosen_C}
+    return [head.predict(scaler.transform(x)) for x in x_pred], {"C": head.chosen_C}, (scaler, head)
 
 
 @recipe(options=LinearProbeOptions, preflight=weights_preflight, pretrained=True)
@@ -235,15 +290,16 @@ def linear_probe(ctx: FoldContext) -> FoldPredictions:
     """Frozen pretrained features (plain + mirrored, averaged), logistic regression / ridge, C by inner CV."""
     opts, kind = ctx.options, ctx.data.task or "regression"
     # every fold of this configuration shares the features: computed by the first, read by the others
-    blocks_train, blocks_test, sources = probe_features(ctx.data, _archs(opts), _size(ctx, opts), ctx.settings,
-                                                        ctx.cache_dir / "features")
+    blocks_train, blocks_test, sources, backbones = probe_features(ctx.data, _archs(opts), _size(ctx, opts),
+                                                                   ctx.settings, ctx.cache_dir / "features")
     x_train, x_test = np.concatenate(blocks_train, 1), np.concatenate(blocks_test, 1)  # backbones side by side
     tr, va = ctx.train_idx, ctx.valid_idx
     n_out = len(ctx.data.classes) if kind in ("multiclass", "multilabel") else 1
-    (oof, test), chosen = fit_probe(x_train[tr], ctx.y[tr], [x_train[va], x_test], kind, n_out, opts.cs,
-                                    opts.inner_folds, ctx.seed)
+    (oof, test), chosen, (scaler, head) = fit_probe(x_train[tr], ctx.y[tr], [x_train[va], x_test], kind, n_out,
+                                                    opts.cs, opts.inner_folds, ctx.seed)
     info = {"weights": "; ".join(sources), "features": int(x_train.shape[1]), "size": _size(ctx, opts), **chosen}
-    return FoldPredictions(oof=oof, test=test, info=info)
+    return FoldPredictions(oof=oof, test=test, info=info,
+                           predictor=ProbePredictor(backbones, scaler, head, ctx.settings.device))
 
 
 # ---------------------------------------------------------------------------------------------- cnn
@@ -293,7 +349,8 @@ def _cnn_head_only(ctx: FoldContext, model, task, info: dict) -> FoldPredictions
     va = torch.as_tensor(ctx.valid_idx)
     oof = cal.apply(*[head_predict(model, train[va], task) for train, _ in feats.values()])
     test = cal.apply(*[head_predict(model, test, task) for _, test in feats.values()])
-    return FoldPredictions(oof=oof, test=test, info={**info, "head_lr": lr, **report})
+    predictor = HeadPredictor(model, task, _views(model, _size(ctx, ctx.options)), cal, ctx.settings.device)
+    return FoldPredictions(oof=oof, test=test, info={**info, "head_lr": lr, **report}, predictor=predictor)
 
 
 def _head_features(ctx: FoldContext, model) -> dict:
@@ -351,7 +408,8 @@ def _cnn_unfrozen(ctx: FoldContext, model, task, info: dict, sizes: list[int]) -
     info.update(head_lr=None if scratch else lr, ft_lr=ft_lr, ft_sizes=sizes,
                 data_share=[round(h["data_time"] / h["time"], 3) for h in learn.history],
                 **cal.report(*calib_passes, ctx.y[calib_idx]))
-    return FoldPredictions(oof=oof, test=test, info=info)
+    predictor = TTAPredictor(learn.model, task, pipes["plain"], pipes["tta"], cal, device=ctx.settings.device)
+    return FoldPredictions(oof=oof, test=test, info=info, predictor=predictor)
 
 
 @recipe(options=CNNOptions, preflight=weights_preflight, pretrained=True)
@@ -436,4 +494,5 @@ def small_cnn(ctx: FoldContext) -> FoldPredictions:
         info.update(accuracy_plain=float((plain.argmax(1) == y).mean()),
                     accuracy_tta=float((tta.apply(plain, augmented).argmax(1) == y).mean()))
     test = tta.apply(*_tta_passes(learn, data.test_images, pipes, bs=512))
-    return FoldPredictions(oof=tta.apply(plain, augmented), test=test, info=info)
+    predictor = TTAPredictor(learn.model, task, pipes["plain"], pipes["tta"], tta, 512, ctx.settings.device)
+    return FoldPredictions(oof=tta.apply(plain, augmented), test=test, info=info, predictor=predictor)

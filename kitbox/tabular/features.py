@@ -125,49 +125,67 @@ def _keys(df: pd.DataFrame, keys) -> pd.Index:
     return pd.Index(df[keys[0]]) if len(keys) == 1 else pd.MultiIndex.from_frame(df[keys])
 
 
-def group_statistics(train: pd.DataFrame, values: dict[str, np.ndarray], groups: list[list[str]],
-                     frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+class GroupStatistics:
     """Per group of rows sharing the values of some columns: the mean and std of each of ``values`` (e.g. the log
-    target, row-aligned with ``train``) over ``train``'s rows, as float32 columns for each of ``frames``.
+    target, row-aligned with ``train``) over ``train``'s rows, kept as tables; ``transform`` gives them as float32
+    columns for any frame with the group columns (a saved model applies them to a new test table).
 
     Computed from training rows only, they tell a tree a store's level (and its weekday or promo level) without a
     split per store; a group not seen in ``train`` gets NaN.
     """
-    out = [{} for _ in frames]
-    table = pd.DataFrame({name: np.asarray(v, dtype=np.float64) for name, v in values.items()})
-    for keys in groups:
-        stats = table.groupby(_keys(train, keys)).agg(["mean", "std"])
-        prefix = "_".join(keys)
-        for i, frame in enumerate(frames):
+
+    def __init__(self, train: pd.DataFrame, values: dict[str, np.ndarray], groups: list[list[str]]):
+        table = pd.DataFrame({name: np.asarray(v, dtype=np.float64) for name, v in values.items()})
+        self.tables = [(list(keys), table.groupby(_keys(train, keys)).agg(["mean", "std"])) for keys in groups]
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        cols = {}
+        for keys, stats in self.tables:
             found = stats.reindex(_keys(frame, keys)).to_numpy(np.float32)
             for j, (name, stat) in enumerate(stats.columns):
-                out[i][f"{prefix}_{name}_{stat}"] = found[:, j]
-    return [pd.DataFrame(cols, index=frame.index) for cols, frame in zip(out, frames)]
+                cols[f"{'_'.join(keys)}_{name}_{stat}"] = found[:, j]
+        return pd.DataFrame(cols, index=frame.index)
+
+
+def group_statistics(train: pd.DataFrame, values: dict[str, np.ndarray], groups: list[list[str]],
+                     frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """:class:`GroupStatistics` of ``train`` as columns for each of ``frames``."""
+    stats = GroupStatistics(train, values, groups)
+    return [stats.transform(frame) for frame in frames]
+
+
+class GroupTrendTable:
+    """Per group: the least-squares line of ``y`` over ``time_col`` fitted on ``train``'s rows; ``transform`` evaluates
+    it at each row of a frame (``trend``) and gives its slope. With ``recent`` > 0, also the mean of ``y`` over the
+    group's last ``recent`` time units of ``train`` (its current level, which the mean over years lags behind)."""
+
+    def __init__(self, train: pd.DataFrame, y: np.ndarray, keys: list[str], time_col: str, recent: float = 0.0):
+        t = train[time_col].to_numpy(np.float64)
+        table = pd.DataFrame({"t": t, "y": np.asarray(y, dtype=np.float64)}, index=_keys(train, keys))
+        by = table.groupby(level=list(range(len(keys))))
+        centred = table - by.transform("mean")
+        slope = (centred["t"] * centred["y"]).groupby(by.ngroup().to_numpy()).sum() / \
+            (centred["t"] ** 2).groupby(by.ngroup().to_numpy()).sum().replace(0.0, np.nan)
+        means = by.mean()
+        means["slope"] = slope.to_numpy()
+        self.columns = ["slope"]
+        if recent > 0:
+            late = table[t > t.max() - recent]
+            means["recent"] = late.groupby(level=list(range(len(keys))))["y"].mean().reindex(means.index)
+            self.columns.append("recent")
+        self.keys, self.time_col, self.means = list(keys), time_col, means
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        prefix = "_".join(self.keys)
+        found = self.means.reindex(_keys(frame, self.keys))
+        at = frame[self.time_col].to_numpy()
+        cols = {f"{prefix}_trend": (found["y"] + found["slope"] * (at - found["t"])).to_numpy()}
+        cols.update({f"{prefix}_{c}": found[c].to_numpy() for c in self.columns})
+        return pd.DataFrame({k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}, index=frame.index)
 
 
 def group_trend(train: pd.DataFrame, y: np.ndarray, keys: list[str], time_col: str, frames: list[pd.DataFrame],
                 recent: float = 0.0) -> list[pd.DataFrame]:
-    """Per group: the least-squares line of ``y`` over ``time_col`` fitted on ``train``'s rows, evaluated at each
-    row of ``frames`` (``trend``), and its slope. With ``recent`` > 0, also the mean of ``y`` over the group's last
-    ``recent`` time units of ``train`` (its current level, which the mean over years lags behind)."""
-    t = train[time_col].to_numpy(np.float64)
-    table = pd.DataFrame({"t": t, "y": np.asarray(y, dtype=np.float64)}, index=_keys(train, keys))
-    by = table.groupby(level=list(range(len(keys))))
-    centred = table - by.transform("mean")
-    slope = (centred["t"] * centred["y"]).groupby(by.ngroup().to_numpy()).sum() / \
-        (centred["t"] ** 2).groupby(by.ngroup().to_numpy()).sum().replace(0.0, np.nan)
-    means = by.mean()
-    means["slope"] = slope.to_numpy()
-    columns = ["slope"]
-    if recent > 0:
-        late = table[t > t.max() - recent]
-        means["recent"] = late.groupby(level=list(range(len(keys))))["y"].mean().reindex(means.index)
-        columns.append("recent")
-    prefix = "_".join(keys)
-    out = []
-    for frame in frames:
-        found = means.reindex(_keys(frame, keys))
-        cols = {f"{prefix}_trend": (found["y"] + found["slope"] * (frame[time_col].to_numpy() - found["t"])).to_numpy()}
-        cols.update({f"{prefix}_{c}": found[c].to_numpy() for c in columns})
-        out.append(pd.DataFrame({k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}, index=frame.index))
-    return out
+    """:class:`GroupTrendTable` of ``train`` evaluated at each of ``frames``."""
+    trend = GroupTrendTable(train, y, keys, time_col, recent)
+    return [trend.transform(frame) for frame in frames]

@@ -394,3 +394,9 @@ class Learner:
     def load_state(self, state_dict: dict) -> None:
         self.model.load_state_dict(state_dict)
 
+
+
+def predicting(model: nn.Module, task: Task, device=None) -> Learner:
+    """A Learner that only predicts (no data, no training): how a saved fold's model predicts a new test table,
+    on ``device`` (None: CUDA when present) in the precision and memory layout training used there."""
+    return Learner(model, None, task=task, device=device, progress=False)
