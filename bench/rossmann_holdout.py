@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` lives beside `kitbox` in the repo
 from competitions.rossmann import Rossmann
 from kitbox.pipeline.config import parse_sets
+from seeds import mean_std  # bench/seeds.py, beside this script
 from kitbox.adapt.contract import FoldContext, RunSettings
 from kitbox.adapt.options import resolve_options
 
@@ -129,9 +130,8 @@ def main():
         print(json.dumps(blend_line(comp, data, args.run_dir, seed)), flush=True)
     for name, rows in scores.items():
         raw, scaled, secs = zip(*rows)
-        spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
-        print(f"{name}: rmspe {statistics.mean(raw):.5f} +- {spread(raw):.5f}, scaled {statistics.mean(scaled):.5f} "
-              f"+- {spread(scaled):.5f}, {statistics.mean(secs):.0f} s per run, n={len(raw)} ({args.period}); "
+        print(f"{name}: rmspe {mean_std(raw)}, scaled {mean_std(scaled)}, {statistics.mean(secs):.0f} s per run, "
+              f"n={len(raw)} ({args.period}); "
               f"options {json.dumps(options[name].__dict__)}", flush=True)
 
 

@@ -13,7 +13,6 @@ the blend's in-sample and honest holdout figures and the submission's score on t
 """
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` l
 from kitbox import run
 from kitbox.metrics import rmspe
 from kitbox.pipeline.config import parse_sets
+from seeds import mean_std  # bench/seeds.py, beside this script
 
 INPUTS = ["Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday", "SchoolHoliday"]
 
@@ -87,10 +87,9 @@ def main():
                     decided=report.blend.get("decided"), recipes=recipes, seconds=round(time.time() - start, 1))
         rows.append(line)
         print(json.dumps(line, default=str), flush=True)
-    spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
     for key in ("holdout_honest", "later"):
         values = [r[key] for r in rows]
-        print(f"{key}: {statistics.mean(values):.5f} +- {spread(values):.5f} (n={len(values)})")
+        print(f"{key}: {mean_std(values)} (n={len(values)})")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ predictions (the mean of its fold models) at that cut. One JSON line per seed, t
 """
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `competitions` lives beside `kitbox` in the repo
 from kitbox import run
 from kitbox.pipeline.config import parse_sets
+from seeds import mean_std  # bench/seeds.py, beside this script
 from kitbox.metrics import best_f1_cut, f1_at_cuts
 
 
@@ -109,15 +109,13 @@ def main():
                                   held_f1=round(held_score(report.pseudo["pseudo_submission"], held), 5))
         rows.append(line)
         print(json.dumps(line, default=str), flush=True)
-    spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
     for key in ("cv_honest", "held_f1"):
         values = [r[key] for r in rows]
-        print(f"{key}: {statistics.mean(values):.5f} +- {spread(values):.5f} (n={len(values)})")
+        print(f"{key}: {mean_std(values)} (n={len(values)})")
         if all("pseudo" in r for r in rows):
-            values = [r["pseudo"][key] for r in rows]
-            print(f"  pseudo-labelled round {key}: {statistics.mean(values):.5f} +- {spread(values):.5f}")
+            print(f"  pseudo-labelled round {key}: {mean_std(r['pseudo'][key] for r in rows)}")
     gaps = [r["cv_honest"] - r["held_f1"] for r in rows]
-    print(f"gap honest - held-out: {statistics.mean(gaps):+.5f} +- {spread(gaps):.5f}")
+    print(f"gap honest - held-out: {mean_std(gaps)}")
 
 
 if __name__ == "__main__":

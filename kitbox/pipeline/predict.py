@@ -82,7 +82,7 @@ def predict_only(competition, config: RunConfig, log: Callable = print):
     from kitbox.io.kaggle import find_data, output_dir
     from kitbox.io.runs import load_object, read_json
     from kitbox.io.submission import degenerate_warnings, submission_rules, write_checked
-    from kitbox.pipeline.stages import Report, _device_type
+    from kitbox.pipeline.stages import Report, _device_type, submission_path
 
     started = time.time()
     given = [f"--{name.replace('_', '-')}" for name in NOT_WITH if getattr(config, name) not in (None, False, "")]
@@ -105,7 +105,7 @@ def predict_only(competition, config: RunConfig, log: Callable = print):
     pred = comp.apply(ensemble.apply_blend(saved["fitted"], tests), saved["decided"])
     table = comp.submission(data, pred)
     rules = submission_rules(comp, data)
-    out = Path(config.out) if config.out else output_dir() / f"submission-{comp.slug}.csv"
+    out = submission_path(comp, config.out)
     written = write_checked(table, [out], data, rules, type(comp).__name__)
     trained = read_json(blend_dir / "metrics.json")
     metric = comp.metric

@@ -335,7 +335,7 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     pred = comp.apply(blended["test"], blended["decided"])
     table = comp.submission(plan.data, pred)
     rules = submission_rules(comp, plan.data)
-    out = Path(out) if out else output_dir() / f"submission-{comp.slug}.csv"
+    out = submission_path(comp, out)
     written = write_checked(table, [blend_dir / "submission.csv", out], plan.data, rules, type(comp).__name__)
     if "fitted" in blended:  # what --predict-only needs to make this submission again from the saved models
         save_object(blend_dir / "blend.pt", saved_blend(plan, {n: results[n] for n in names}, blended))
@@ -346,6 +346,11 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     report.warnings = degenerate_warnings(written[-1], plan.data, metric, rules)
     cv.plot_cv(report.recipes, metric, blend_dir / "cv_scores.png", blended["score"])
     return _finish(plan, report, blend_dir)
+
+
+def submission_path(comp: Competition, out=None) -> Path:
+    """``--out``, else ``submission-SLUG.csv`` in the output folder (/kaggle/working in a Kaggle notebook)."""
+    return Path(out) if out else output_dir() / f"submission-{comp.slug}.csv"
 
 
 def saved_blend(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict) -> dict:
@@ -531,7 +536,7 @@ def pseudo_round(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict, 
         return report
     from kitbox.io.runs import atomic_write_bytes
 
-    out = Path(config.out) if config.out else output_dir() / f"submission-{plan.competition.slug}.csv"
+    out = submission_path(plan.competition, config.out)
     report2.submission = atomic_write_bytes(out, own.read_bytes())  # checked when it was written
     return report2
 
