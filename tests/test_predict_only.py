@@ -99,6 +99,30 @@ def test_a_rerun_with_new_test_files_keeps_its_folds_and_predicts_them_with_the_
     assert {n: r["oof"] for n, r in rerun.recipes.items()} == {n: r["oof"] for n, r in report.recipes.items()}
 
 
+class _RunsAShell:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_saved_model_file_that_would_run_code_is_refused_before_it_runs(trained, tmp_path):
+    import torch
+
+    folder, report = trained
+    run_dir = tmp_path / "run"
+    shutil.copytree(report.run_dir, run_dir)
+    marker = tmp_path / "it-ran"
+    (saved,) = run_dir.glob("lightgbm/*/refit/predictor.pt")
+    torch.save(_RunsAShell(marker), saved)  # a run folder downloaded from someone else, one file replaced
+    with pytest.raises(InputError, match=r"predictor.pt: refusing posix.system"):
+        kitbox.run(str(folder / "my_comp.py"), folder, predict_only=True, models=run_dir, out=tmp_path / "x.csv")
+    assert not marker.exists()
+
+
 def test_a_changed_training_file_trains_new_folds(trained, tmp_path):
     folder, report = trained
     changed = tmp_path / "changed"

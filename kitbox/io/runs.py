@@ -5,9 +5,11 @@ so a reader sees either the old complete file or the new complete file, never ha
 """
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
+import pickle
 import tempfile
 import time
 from contextlib import contextmanager
@@ -83,12 +85,78 @@ def save_object(path, obj: Any) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_object(path) -> Any:
+# What a saved model may be made of: the libraries kitbox's recipes fit with. Anything else a file names (os,
+# subprocess, builtins' eval, a module object) is refused before it is called: loading a run folder someone else
+# made (a Kaggle dataset) cannot run their code through these files. An allowlist narrows what a crafted file can
+# reach; it is not a sandbox.
+TRUSTED_PACKAGES = frozenset({
+    "kitbox", "torch", "numpy", "scipy", "sklearn", "lightgbm", "pandas", "transformers", "tokenizers", "timm",
+    "albumentations", "albucore", "segmentation_models_pytorch", "safetensors", "collections", "copyreg", "_codecs",
+    "datetime", "pathlib", "functools", "enum", "re", "_operator", "kernels", "random",
+})
+SAFE_BUILTINS = frozenset({"set", "frozenset", "dict", "list", "tuple", "slice", "range", "complex", "float", "int",
+                           "bool", "str", "bytes", "bytearray", "object", "NoneType"})
+REFUSED = frozenset({"torch.load", "torch.storage._load_from_bytes", "torch.hub", "torch.utils.cpp_extension",
+                     "torch.jit", "torch.package", "numpy.load", "pandas.read_pickle", "functools.reduce"})
+
+
+class UntrustedPickle(pickle.UnpicklingError):
+    """A saved-model file names something outside what kitbox's recipes save."""
+
+
+def _member(obj, name: str):
+    """``getattr`` as pickles use it: an enum member of its class (``Interpolation.AREA``) or a bound method of an
+    object the file built (a pipeline's method). Nothing with a double underscore, nothing else: a file cannot walk
+    from an allowed object to what its module imports (``__init__.__globals__``)."""
+    value = None if name.startswith("__") else getattr(obj, name, None)
+    member = isinstance(obj, type) and isinstance(value, obj)
+    if not (member or (inspect.ismethod(value) and value.__self__ is obj)):
+        raise UntrustedPickle(f"refusing getattr({type(obj).__name__}, {name!r})")
+    return value
+
+
+class _TrustedUnpickler(pickle.Unpickler):
+    trusted: frozenset = frozenset()
+
+    def find_class(self, module: str, name: str):
+        import _compat_pickle
+
+        if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol 2 (torch.save) names Python 2's modules
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        where = f"{module}.{name}"
+        if module == "builtins":
+            if name == "getattr":
+                return _member
+            if name not in SAFE_BUILTINS:
+                raise UntrustedPickle(f"refusing builtins.{name}")
+            return super().find_class(module, name)
+        found = super().find_class(module, name) if module.split(".")[0] in TRUSTED_PACKAGES | self.trusted else None
+        owner = getattr(found, "__module__", None) or type(found).__module__
+        if (found is None or inspect.ismodule(found) or owner.split(".")[0] not in TRUSTED_PACKAGES | self.trusted
+                or any(where == r or where.startswith(r + ".") or owner.startswith(r) for r in REFUSED)):
+            raise UntrustedPickle(f"refusing {where}")
+        return found
+
+
+def load_object(path, trusted: tuple[str, ...] = ()) -> Any:
     """What :func:`save_object` saved, its tensors on the CPU (a model moves to its device when it predicts).
-    It unpickles code: load only folders your own runs wrote."""
+    Only the libraries of :data:`TRUSTED_PACKAGES` (and the modules named in ``trusted``: a competitor's recipe
+    module) may appear in the file; anything else is an InputError naming it, before it runs."""
+    import types
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    from kitbox.errors import InputError
+
+    unpickler = type("TrustedUnpickler", (_TrustedUnpickler,), {"trusted": frozenset(m.split(".")[0] for m in trusted)})
+    module = types.SimpleNamespace(Unpickler=unpickler, load=pickle.load, __name__="kitbox_trusted_pickle")
+    try:
+        return torch.load(path, map_location="cpu", pickle_module=module)
+    except UntrustedPickle as err:
+        raise InputError(f"{path}: {err}, which kitbox's saved models never hold: the file was not written by a "
+                         "kitbox run (or names a class of your own: define it in the recipe's module). Delete it "
+                         "and train again") from None
 
 
 def _to_jsonable(obj: Any):

@@ -121,11 +121,12 @@ def predictor_path(config_dir, fold) -> Path:
     return Path(config_dir) / fold_name(fold) / "predictor.pt"
 
 
-def load_predictor(config_dir, fold, device: str | None = None):
-    """A finished fold's saved model (its ``predict(data)`` gives the prediction of ``data.test``)."""
+def load_predictor(config_dir, fold, device: str | None = None, trusted: tuple[str, ...] = ()):
+    """A finished fold's saved model (its ``predict(data)`` gives the prediction of ``data.test``); ``trusted``:
+    modules beyond kitbox's libraries its classes may come from (the recipe's own)."""
     from kitbox.io.runs import load_object
 
-    predictor = load_object(predictor_path(config_dir, fold))
+    predictor = load_object(predictor_path(config_dir, fold), trusted)
     if hasattr(predictor, "device"):
         predictor.device = device  # where this run predicts, not where the fold trained
     return predictor
@@ -136,7 +137,8 @@ def _repredicted(plan: RecipePlan, fold, folds: np.ndarray, data: CompetitionDat
     """A finished fold made for other test files, with its test prediction made again by its saved model."""
     finished = load_fold(plan.config_dir, fold, folds)
     start = time.time()
-    test = np.asarray(load_predictor(plan.config_dir, fold, settings.device).predict(data))
+    predictor = load_predictor(plan.config_dir, fold, settings.device, (plan.recipe.fn.__module__,))
+    test = np.asarray(predictor.predict(data))
     _checked(FoldPredictions(oof=finished.oof, test=test), plan.name, fold, len(finished.oof), len(data.test))
     fdir = plan.config_dir / fold_name(fold)
     save_npy(fdir / "test.npy", test)

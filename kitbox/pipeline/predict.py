@@ -43,7 +43,8 @@ def find_blend(models) -> Path:
                      "run (one that wrote a submission), or one of its blends/HASH folders")
 
 
-def recipe_tests(saved: dict, run_dir: Path, data, device: str | None, log: Callable = print) -> dict[str, np.ndarray]:
+def recipe_tests(saved: dict, run_dir: Path, data, device: str | None, rank: bool, log: Callable = print,
+                 trusted: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Each blended recipe's test prediction from its saved models: the refit's, or the mean of its folds' (ranks
     for a rank metric), as in the training run."""
     lacking = {}
@@ -62,14 +63,14 @@ def recipe_tests(saved: dict, run_dir: Path, data, device: str | None, log: Call
         config_dir, start = run_dir / entry["config"], time.time()
         preds = []
         for fold in entry["folds"]:
-            pred = np.asarray(cv.load_predictor(config_dir, fold, device).predict(data))
+            pred = np.asarray(cv.load_predictor(config_dir, fold, device, trusted).predict(data))
             if pred.ndim == 0 or len(pred) != len(data.test):
                 raise InputError(f"{name} {cv.fold_name(fold)}: its saved model predicted {pred.shape} for "
                                  f"{len(data.test)} test rows")
             preds.append(pred)
         single = entry["folds"] == ["refit"]
         tests[name] = (np.asarray(preds[0], dtype=np.float64) if single
-                       else ensemble.fold_mean(preds, rank=saved["rank"]))
+                       else ensemble.fold_mean(preds, rank=rank))
         log(f"[{name}] predicted {len(data.test)} test rows with {'the refit' if single else f'{len(preds)} fold'} "
             f"model{'' if single else 's'} ({time.time() - start:.1f} s)")
     return tests
@@ -77,7 +78,7 @@ def recipe_tests(saved: dict, run_dir: Path, data, device: str | None, log: Call
 
 def predict_only(competition, config: RunConfig, log: Callable = print):
     """The submission of ``config.models``' saved run for the test files of ``config.data``; returns the Report."""
-    from kitbox.adapt.contract import Competition
+    from kitbox.adapt.contract import Competition, as_recipe
     from kitbox.adapt.registry import get_competition
     from kitbox.io.kaggle import find_data, output_dir
     from kitbox.io.runs import load_object, read_json
@@ -96,12 +97,15 @@ def predict_only(competition, config: RunConfig, log: Callable = print):
     data.is_sample = data.is_sample or is_sample
     default_runs = output_dir() / "runs" / (comp.slug + ("-sample" if data.is_sample else ""))
     blend_dir = find_blend(config.models or config.run_dir or default_runs)
-    saved = load_object(blend_dir / "blend.pt")
+    saved = load_object(blend_dir / "blend.pt", (type(comp).__module__,))
     if saved["competition"] != comp.slug:
         raise InputError(f"{blend_dir} is a run of {saved['competition']!r}, not {comp.slug!r}")
     run_dir = blend_dir.parent.parent
     log(f"--predict-only: the saved models of {blend_dir} predict the test files of {data_dir}")
-    tests = recipe_tests(saved, run_dir, data, _device_type(config.device), log)
+    # a competitor's predictor classes may live beside their recipes (the adapter's module): those modules only
+    trusted = tuple({as_recipe(r).fn.__module__ for r in comp.recipes().values()})
+    rank = comp.metric.name in ensemble.RANK_METRICS  # a rank metric (AUC) averages the folds' ranks, as in training
+    tests = recipe_tests(saved, run_dir, data, _device_type(config.device), rank, log, trusted)
     pred = comp.apply(ensemble.apply_blend(saved["fitted"], tests), saved["decided"])
     table = comp.submission(data, pred)
     rules = submission_rules(comp, data)

@@ -358,7 +358,6 @@ def saved_blend(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict) -
     its configuration folder (relative to the run folder, which may move: a Kaggle dataset) and the folds whose
     models predict test (the refit, or every finished fold)."""
     return {"competition": plan.competition.slug, "fitted": blended["fitted"], "decided": blended["decided"],
-            "rank": plan.metric.name in ensemble.RANK_METRICS,
             "recipes": {n: {"config": plan.recipes[n].config_dir.relative_to(plan.run_dir).as_posix(),
                             "folds": ["refit"] if res.refit is not None else sorted(res.finished)}
                         for n, res in results.items()}}
