@@ -35,6 +35,8 @@ WEATHER = ["Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC", "Max_Hum
            "Min_Humidity", "Max_Wind_SpeedKm_h", "Mean_Wind_SpeedKm_h", "CloudCover", "Precipitationmm"]
 EVENTS = ["Promo", "StateHoliday", "SchoolHoliday", "Closed"]
 EVENT_DAYS_CAP = 60  # days since / until an event: farther than two months (or never seen) reads as "far"
+CALENDAR = ["Store", "Date", "Open", "Promo", "StateHoliday", "SchoolHoliday"]  # what the event features read
+CALENDAR_DAYS = 14  # promos run in a two-week cycle and stores close on the same weekdays: two weeks repeat
 
 CAT_NAMES = ["Store", "DayOfWeek", "Year", "Month", "Day", "Week", "StateHoliday", "CompetitionMonthsOpen",
              "Promo2Weeks", "IsPromo2Month", "StoreType", "Assortment", "PromoInterval", "CompetitionOpenSinceYear",
@@ -157,15 +159,37 @@ def store_features(df: pd.DataFrame) -> None:
     df["DayInPromoMonth"] = np.where(df["IsPromo2Month"] == 1, df["Day"], 0)  # Promo2 coupons wear off in a month
 
 
-def event_features(df: pd.DataFrame) -> None:
-    """Per store: days since the last / until the next promo, holiday and closed day, and their counts in +-7 days."""
-    df["Closed"] = (df["Open"] == 0).astype(np.int64)
+def extend_calendar(df: pd.DataFrame, days: int = CALENDAR_DAYS) -> pd.DataFrame:
+    """Each store's last ``days`` days of the calendar (open, promo, school holiday) repeated once after the data's
+    end, without state holidays (those fall on dates, not in cycles): the days the look-ahead features of the last
+    test days read. Without them the last test week sees no next Sunday and no next promo ("none in sight"), which
+    no training day ever does, since every training day has the test period after it."""
+    end = df["Date"].max()
+    pad = df.loc[df["Date"] > end - pd.Timedelta(days=days), CALENDAR].copy()
+    pad["Date"] += pd.Timedelta(days=days)
+    pad["StateHoliday"] = "0"
+    return pad
+
+
+def event_features(df: pd.DataFrame, after: pd.DataFrame | None = None) -> None:
+    """Per store: days since the last / until the next promo, holiday and closed day, and their counts in +-7 days.
+    ``after``: calendar rows past the data's end (``extend_calendar``), read by the look-ahead only."""
+    n = len(df)
+    calendar = df[CALENDAR] if after is None else pd.concat([df[CALENDAR], after], ignore_index=True)
+    closed = (calendar["Open"] == 0).to_numpy()
+    df["Closed"] = closed[:n].astype(np.int64)
     for name in EVENTS:
-        event = df[name].astype(str) != "0" if name == "StateHoliday" else df[name].astype(int) == 1
-        since, until = days_since_until(df["Store"], df["Date"], event)
-        df[f"After{name}"] = np.nan_to_num(since, nan=EVENT_DAYS_CAP).clip(0, EVENT_DAYS_CAP)
-        df[f"Before{name}"] = np.nan_to_num(until, nan=EVENT_DAYS_CAP).clip(0, EVENT_DAYS_CAP)
-        df[f"{name}_bw"], df[f"{name}_fw"] = window_counts(df["Store"], df["Date"], event, days=7)
+        if name == "Closed":
+            event = closed
+        elif name == "StateHoliday":
+            event = (calendar[name].astype(str) != "0").to_numpy()
+        else:
+            event = (calendar[name].astype(int) == 1).to_numpy()
+        since, until = days_since_until(calendar["Store"], calendar["Date"], event)
+        df[f"After{name}"] = np.nan_to_num(since[:n], nan=EVENT_DAYS_CAP).clip(0, EVENT_DAYS_CAP)
+        df[f"Before{name}"] = np.nan_to_num(until[:n], nan=EVENT_DAYS_CAP).clip(0, EVENT_DAYS_CAP)
+        backward, forward = window_counts(calendar["Store"], calendar["Date"], event, days=7)
+        df[f"{name}_bw"], df[f"{name}_fw"] = backward[:n], forward[:n]
 
 
 def build_features(train: pd.DataFrame, test: pd.DataFrame, store: pd.DataFrame,
@@ -182,7 +206,7 @@ def build_features(train: pd.DataFrame, test: pd.DataFrame, store: pd.DataFrame,
     both["StateHoliday"] = both["StateHoliday"].astype(str)
     add_datepart(both, "Date")
     store_features(both)
-    event_features(both)
+    event_features(both, after=extend_calendar(both))
     compact(both)
     is_test = both.pop("_is_test").to_numpy()
     train_out = both[~is_test].drop(columns=["Id"]).reset_index(drop=True)

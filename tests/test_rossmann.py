@@ -12,7 +12,7 @@ import pytest
 
 import kitbox
 from competitions.rossmann import Rossmann
-from competitions.rossmann_features import EVENT_DAYS_CAP
+from competitions.rossmann_features import EVENT_DAYS_CAP, event_features, extend_calendar
 from kitbox.adapt.contract import FoldContext, RunSettings
 from kitbox.errors import InputError
 from kitbox.recipes.tabular import _gbm_inputs, model_target
@@ -51,6 +51,34 @@ def test_event_features_are_consistent(data):
     # test rows see train's history: the first test day's distance to the last promo is not "unknown"
     first = data.test[data.test["Date"] == data.test["Date"].min()]
     assert (first["AfterPromo"] < EVENT_DAYS_CAP).all()
+
+
+def test_the_last_test_week_sees_the_next_sunday_and_promo_as_training_days_do():
+    # two stores, closed on Sundays, promo Mon-Fri every other week; the data ends on a Friday
+    dates = pd.date_range("2015-06-01", "2015-07-31")  # Monday .. Friday
+    days = pd.DataFrame({"Date": dates})
+    rows = pd.concat([days.assign(Store=s) for s in (1, 2)], ignore_index=True)
+    weekday = rows["Date"].dt.day_of_week
+    rows["Open"] = (weekday != 6).astype(int)
+    rows["Promo"] = (((rows["Date"] - dates[0]).dt.days // 7 % 2 == 0) & (weekday < 5)).astype(int)
+    rows["StateHoliday"], rows["SchoolHoliday"] = "0", 0
+    plain, padded = rows.copy(), rows.copy()
+    event_features(plain)
+    event_features(padded, after=extend_calendar(padded))
+    last = rows["Date"] >= "2015-07-27"  # Monday .. Friday of the last week: the next Sunday is past the data
+    assert (plain.loc[last, "BeforeClosed"] == EVENT_DAYS_CAP).all()  # "no closure in sight", as no training day is
+    assert padded.loc[last, "BeforeClosed"].tolist() == [6, 5, 4, 3, 2] * 2
+    assert (padded.loc[last, "Closed_fw"] == 1).all()
+    # the next promo (two weeks after this one) is in sight too; promo days themselves are 0 days away
+    friday = rows["Date"] == "2015-07-31"
+    assert (padded.loc[friday, "BeforePromo"] == 0).all() and (padded.loc[friday, "AfterPromo"] == 0).all()
+    # the features of days whose look-ahead lies inside the data do not change
+    early = rows["Date"] < "2015-07-20"
+    cols = [c for c in plain.columns if c.startswith(("Before", "After")) and "Holiday" not in c]
+    cols += [c for c in plain.columns if c.endswith(("_fw", "_bw"))]
+    pd.testing.assert_frame_equal(plain.loc[early, cols], padded.loc[early, cols])
+    # the padded days never become rows
+    assert len(padded) == len(rows)
 
 
 def test_time_holdout_is_the_last_weeks_as_long_as_the_test_period(comp, data):
