@@ -69,7 +69,7 @@ def test_the_last_test_week_sees_the_next_sunday_and_promo_as_training_days_do()
     assert (plain.loc[last, "BeforeClosed"] == EVENT_DAYS_CAP).all()  # "no closure in sight", as no training day is
     assert padded.loc[last, "BeforeClosed"].tolist() == [6, 5, 4, 3, 2] * 2
     assert (padded.loc[last, "Closed_fw"] == 1).all()
-    # the next promo (two weeks after this one) is in sight too; promo days themselves are 0 days away
+    # a promo day is 0 days from a promo both ways, the padded days included
     friday = rows["Date"] == "2015-07-31"
     assert (padded.loc[friday, "BeforePromo"] == 0).all() and (padded.loc[friday, "AfterPromo"] == 0).all()
     # the features of days whose look-ahead lies inside the data do not change

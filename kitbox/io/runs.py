@@ -152,7 +152,9 @@ def load_object(path, trusted: tuple[str, ...] = ()) -> Any:
     unpickler = type("TrustedUnpickler", (_TrustedUnpickler,), {"trusted": frozenset(m.split(".")[0] for m in trusted)})
     module = types.SimpleNamespace(Unpickler=unpickler, load=pickle.load, __name__="kitbox_trusted_pickle")
     try:
-        return torch.load(path, map_location="cpu", pickle_module=module)
+        # weights_only=True cannot hold what a fold saves (LightGBM boosters, scikit-learn heads, tokenizers) and
+        # torch refuses it beside a pickle_module: the allowlist of _TrustedUnpickler takes its place
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
     except UntrustedPickle as err:
         raise InputError(f"{path}: {err}, which kitbox's saved models never hold: the file was not written by a "
                          "kitbox run (or names a class of your own: define it in the recipe's module). Delete it "
