@@ -325,7 +325,7 @@ def write(plan: Plan, results: dict[str, cv.RecipeFolds], blended: dict | None, 
     comp, metric = plan.competition, plan.metric
     report = Report(comp.slug, metric.name, metric.greater_is_better, cv.cv_report(results, plan.y, metric),
                     plan.run_dir, is_sample=plan.data.is_sample,
-                    notes=[_device_note(plan.settings)] + list(plan.data.notes) + _weights_notes(results)
+                    notes=[_device_note(plan.settings)] + list(plan.data.notes) + _recipe_notes(results)
                     + _importance_notes(results) + list(notes))
     if blended is None:
         return _finish(plan, report)
@@ -389,13 +389,15 @@ def _device_note(settings: RunSettings) -> str:
     return f"device: {choose(conv, settings.device, compile=settings.compile).describe()}"
 
 
-def _weights_notes(results: dict[str, cv.RecipeFolds]) -> list[str]:
-    """Where each recipe's pretrained weights came from (a recipe says so in its folds' ``info["weights"]``)."""
+def _recipe_notes(results: dict[str, cv.RecipeFolds]) -> list[str]:
+    """What a recipe says about its folds in ``info``: where its pretrained weights came from (``"weights"``) and
+    where and in what precision it trained when its own option chose that (``"precision"``)."""
     notes = []
-    for name, res in results.items():
-        sources = sorted({str(f.info["weights"]) for f in res.finished.values() if f.info.get("weights")})
-        if sources:
-            notes.append(f"{name}: pretrained weights from {', '.join(sources)}")
+    for key, says in (("weights", "pretrained weights from"), ("precision", "trained on")):
+        for name, res in results.items():
+            found = sorted({str(f.info[key]) for f in res.finished.values() if f.info.get(key)})
+            if found:
+                notes.append(f"{name}: {says} {', '.join(found)}")
     return notes
 
 
